@@ -1,0 +1,70 @@
+#pragma once
+
+#include <array>
+#include <cstdint>
+#include <string_view>
+
+namespace weir::detail {
+
+// Character classes of RFC 9110 section 5.6.2 (tchar) and 5.5 (field-vchar), as lookup tables so the
+// parser's inner loops are one load per byte.
+constexpr std::array<bool, 256> make_token_table() {
+    std::array<bool, 256> t{};
+    for (int c = '0'; c <= '9'; ++c) t[c] = true;
+    for (int c = 'a'; c <= 'z'; ++c) t[c] = true;
+    for (int c = 'A'; c <= 'Z'; ++c) t[c] = true;
+    for (char c : std::string_view("!#$%&'*+-.^_`|~")) t[static_cast<unsigned char>(c)] = true;
+    return t;
+}
+inline constexpr std::array<bool, 256> token_table = make_token_table();
+
+constexpr bool is_token_char(char c) noexcept { return token_table[static_cast<unsigned char>(c)]; }
+
+constexpr bool is_token(std::string_view s) noexcept {
+    if (s.empty()) return false;
+    for (char c : s)
+        if (!is_token_char(c)) return false;
+    return true;
+}
+
+// field-vchar / SP / HTAB / obs-text: everything but controls other than HTAB, and DEL.
+constexpr bool is_field_value_char(char c) noexcept {
+    auto u = static_cast<unsigned char>(c);
+    return u == '\t' || (u >= 0x20 && u != 0x7f);
+}
+
+constexpr bool is_field_value(std::string_view s) noexcept {
+    for (char c : s)
+        if (!is_field_value_char(c)) return false;
+    return true;
+}
+
+constexpr char to_lower(char c) noexcept { return (c >= 'A' && c <= 'Z') ? static_cast<char>(c + 32) : c; }
+
+constexpr bool iequals(std::string_view a, std::string_view b) noexcept {
+    if (a.size() != b.size()) return false;
+    for (std::size_t i = 0; i < a.size(); ++i)
+        if (to_lower(a[i]) != to_lower(b[i])) return false;
+    return true;
+}
+
+constexpr std::string_view trim_ows(std::string_view s) noexcept {
+    while (!s.empty() && (s.front() == ' ' || s.front() == '\t')) s.remove_prefix(1);
+    while (!s.empty() && (s.back() == ' ' || s.back() == '\t')) s.remove_suffix(1);
+    return s;
+}
+
+// True when the comma-separated list `list` holds `token`, compared case-insensitively (Connection,
+// Upgrade, Transfer-Encoding are such lists).
+constexpr bool list_contains(std::string_view list, std::string_view token) noexcept {
+    while (!list.empty()) {
+        auto comma = list.find(',');
+        auto item = trim_ows(list.substr(0, comma));
+        if (iequals(item, token)) return true;
+        if (comma == std::string_view::npos) break;
+        list.remove_prefix(comma + 1);
+    }
+    return false;
+}
+
+} // namespace weir::detail

@@ -1,0 +1,114 @@
+#pragma once
+
+#include <weir/detail/chars.hpp>
+
+#include <algorithm>
+#include <optional>
+#include <stdexcept>
+#include <string>
+#include <string_view>
+#include <utility>
+#include <vector>
+
+namespace weir {
+
+/// Thrown when a stage sets a header that only the final stage may write (framing and upgrade headers).
+class protocol_header_error : public std::logic_error {
+public:
+    using std::logic_error::logic_error;
+};
+
+/// True for the headers that frame a message or an upgrade: weir's final stage writes them, so no stage can
+/// break a handshake or the message framing by setting them.
+constexpr bool is_protocol_owned_header(std::string_view name) noexcept {
+    using detail::iequals;
+    return iequals(name, "content-length") || iequals(name, "transfer-encoding") ||
+           iequals(name, "connection") || iequals(name, "upgrade") || iequals(name, "keep-alive") ||
+           iequals(name, "sec-websocket-accept") || iequals(name, "sec-websocket-protocol") ||
+           iequals(name, "sec-websocket-extensions");
+}
+
+/// The header fields of a response: an ordered multimap with case-insensitive names, so several Set-Cookie
+/// or Vary fields survive side by side.
+class headers {
+public:
+    using field = std::pair<std::string, std::string>;
+    using const_iterator = std::vector<field>::const_iterator;
+
+    /// Appends a field, keeping any others of the same name (Set-Cookie, Vary, Link ...).
+    /// Throws protocol_header_error for a framing or upgrade header, std::invalid_argument for a name that
+    /// is not a token or a value with CR, LF or NUL (response splitting).
+    void add(std::string_view name, std::string_view value) {
+        check(name, value);
+        fields_.emplace_back(std::string(name), std::string(value));
+    }
+
+    /// Replaces every field of this name with one field.
+    void set(std::string_view name, std::string_view value) {
+        check(name, value);
+        auto it = std::find_if(fields_.begin(), fields_.end(), named(name));
+        if (it == fields_.end()) {
+            fields_.emplace_back(std::string(name), std::string(value));
+            return;
+        }
+        it->second.assign(value);
+        fields_.erase(std::remove_if(std::next(it), fields_.end(), named(name)), fields_.end());
+    }
+
+    /// Removes every field of this name; returns how many were removed.
+    std::size_t erase(std::string_view name) {
+        auto old = fields_.size();
+        fields_.erase(std::remove_if(fields_.begin(), fields_.end(), named(name)), fields_.end());
+        return old - fields_.size();
+    }
+
+    /// The value of the first field of this name, if any.
+    std::optional<std::string_view> get(std::string_view name) const noexcept {
+        auto it = std::find_if(fields_.begin(), fields_.end(), named(name));
+        if (it == fields_.end()) return std::nullopt;
+        return std::string_view(it->second);
+    }
+
+    /// Every value of this name, in order.
+    std::vector<std::string_view> get_all(std::string_view name) const {
+        std::vector<std::string_view> out;
+        for (auto& f : fields_)
+            if (detail::iequals(f.first, name)) out.emplace_back(f.second);
+        return out;
+    }
+
+    /// True if a field of this name is present.
+    bool contains(std::string_view name) const noexcept { return get(name).has_value(); }
+
+    /// True if a field of this name holds `token` in its comma-separated list (Vary: Origin ...).
+    bool list_contains(std::string_view name, std::string_view token) const noexcept {
+        for (auto& f : fields_)
+            if (detail::iequals(f.first, name) && detail::list_contains(f.second, token)) return true;
+        return false;
+    }
+
+    std::size_t size() const noexcept { return fields_.size(); }
+    bool empty() const noexcept { return fields_.empty(); }
+    const_iterator begin() const noexcept { return fields_.begin(); }
+    const_iterator end() const noexcept { return fields_.end(); }
+    void clear() noexcept { fields_.clear(); }
+
+private:
+    static auto named(std::string_view name) {
+        return [name](const field& f) { return detail::iequals(f.first, name); };
+    }
+
+    static void check(std::string_view name, std::string_view value) {
+        if (!detail::is_token(name)) throw std::invalid_argument("weir: header name is not an HTTP token");
+        if (!detail::is_field_value(value))
+            throw std::invalid_argument("weir: header value holds a control character (CR, LF or NUL)");
+        if (is_protocol_owned_header(name))
+            throw protocol_header_error("weir: the " + std::string(name) +
+                                        " header belongs to the final stage, which writes it; a stage "
+                                        "cannot set it");
+    }
+
+    std::vector<field> fields_;
+};
+
+} // namespace weir

@@ -1,0 +1,73 @@
+#pragma once
+
+#include <weir/http/headers.hpp>
+#include <weir/http/status.hpp>
+
+#include <asio/awaitable.hpp>
+#include <asio/ip/tcp.hpp>
+
+#include <concepts>
+#include <functional>
+#include <string>
+#include <string_view>
+
+namespace weir {
+
+/// What a committed upgrade gets from the connection: the socket, the bytes that arrived after the request
+/// head, and a way to hear of the server's graceful shutdown. The connection closes the socket after the
+/// protocol's `run` returns.
+class upgraded_connection {
+public:
+    upgraded_connection(asio::ip::tcp::socket& socket, std::string leftover)
+        : socket_(&socket), leftover_(std::move(leftover)) {}
+
+    /// The connection's socket; its executor is the connection's (one thread at a time).
+    asio::ip::tcp::socket& socket() noexcept { return *socket_; }
+
+    /// Bytes received after the request head (the first WebSocket frames, say). Take them before reading.
+    std::string take_leftover() noexcept { return std::move(leftover_); }
+
+    /// Registers what to do when the server begins a graceful shutdown (close a WebSocket with 1001, end an
+    /// event stream). Runs on the connection's executor, at most once. Replaces an earlier callback.
+    void on_shutdown(std::function<void()> callback) {
+        if (shutting_down_) {
+            if (callback) callback();
+            return;
+        }
+        shutdown_ = std::move(callback);
+    }
+
+    /// True once the server has begun to shut down.
+    bool shutting_down() const noexcept { return shutting_down_; }
+
+    /// Called by the server (on the connection's executor) when it begins to shut down.
+    void begin_shutdown() {
+        if (shutting_down_) return;
+        shutting_down_ = true;
+        if (auto callback = std::move(shutdown_)) callback();
+    }
+
+private:
+    asio::ip::tcp::socket* socket_;
+    std::string leftover_;
+    std::function<void()> shutdown_;
+    bool shutting_down_ = false;
+};
+
+/// A protocol that a reply can upgrade to (SSE, WebSocket ...). The final stage asks it:
+/// - `P::commits(status)`: does a head with this status still mean "go"? (SSE: 2xx; WebSocket: 101)
+/// - `p.prepare_head(headers)`: set the ordinary headers the protocol needs (Content-Type ...);
+/// - `p.write_protocol_fields(out)`: append the framing and upgrade fields that no stage may set
+///   ("Upgrade: websocket\r\n" ...), each ending in CRLF;
+/// - `p.run(connection)`: run the session after the head is written.
+template <class P>
+concept protocol = requires(P& p, const P& cp, weir::status s, weir::headers& h, std::string& out,
+                            upgraded_connection& c) {
+    { P::default_status } -> std::convertible_to<weir::status>;
+    { P::commits(s) } -> std::same_as<bool>;
+    p.prepare_head(h);
+    cp.write_protocol_fields(out);
+    { p.run(c) } -> std::same_as<asio::awaitable<void>>;
+};
+
+} // namespace weir
