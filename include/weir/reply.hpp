@@ -15,6 +15,11 @@ namespace weir {
 /// reads and edits like a response, plus the protocol's session. Nothing reaches the socket until the final
 /// stage commits it; if a stage changed the status so that P no longer commits, the client gets a plain
 /// response with that head and the session never runs.
+namespace detail {
+template <class T, class... Ts>
+inline constexpr bool contains_v = (std::is_same_v<T, Ts> || ...);
+} // namespace detail
+
 template <protocol P>
 class pending {
 public:
@@ -51,14 +56,16 @@ class reply {
 public:
     using variant_type = std::variant<response, pending<Protocols>...>;
 
+    /// An empty 200 response.
+    reply() : value_(response()) {}
     reply(response r) : value_(std::move(r)) {}              // NOLINT(google-explicit-constructor)
     reply(weir::status code) : value_(response(code)) {}     // NOLINT(google-explicit-constructor)
     template <class P>
-        requires(std::is_same_v<P, Protocols> || ...)
+        requires detail::contains_v<P, Protocols...>
     reply(pending<P> p) : value_(std::move(p)) {}            // NOLINT(google-explicit-constructor)
     template <class... Fewer>
         requires(!std::is_same_v<reply<Fewer...>, reply> &&
-                 ((std::is_same_v<Fewer, Protocols> || ...) && ...))
+                 (detail::contains_v<Fewer, Protocols...> && ...))
     reply(reply<Fewer...> other) // NOLINT(google-explicit-constructor)
         : value_(std::visit([](auto&& alt) -> variant_type { return std::move(alt); },
                             std::move(other).variant())) {}
@@ -120,9 +127,6 @@ private:
 };
 
 namespace detail {
-
-template <class T, class... Ts>
-inline constexpr bool contains_v = (std::is_same_v<T, Ts> || ...);
 
 // Appends the protocols of B that A lacks, keeping A's order.
 template <class A, class B>

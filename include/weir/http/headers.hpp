@@ -46,25 +46,25 @@ public:
     /// Replaces every field of this name with one field.
     void set(std::string_view name, std::string_view value) {
         check(name, value);
-        auto it = std::find_if(fields_.begin(), fields_.end(), named(name));
+        auto it = std::find_if(fields_.begin(), fields_.end(), named{name});
         if (it == fields_.end()) {
             fields_.emplace_back(std::string(name), std::string(value));
             return;
         }
         it->second.assign(value);
-        fields_.erase(std::remove_if(std::next(it), fields_.end(), named(name)), fields_.end());
+        fields_.erase(std::remove_if(std::next(it), fields_.end(), named{name}), fields_.end());
     }
 
     /// Removes every field of this name; returns how many were removed.
     std::size_t erase(std::string_view name) {
         auto old = fields_.size();
-        fields_.erase(std::remove_if(fields_.begin(), fields_.end(), named(name)), fields_.end());
+        fields_.erase(std::remove_if(fields_.begin(), fields_.end(), named{name}), fields_.end());
         return old - fields_.size();
     }
 
     /// The value of the first field of this name, if any.
     std::optional<std::string_view> get(std::string_view name) const noexcept {
-        auto it = std::find_if(fields_.begin(), fields_.end(), named(name));
+        auto it = std::find_if(fields_.begin(), fields_.end(), named{name});
         if (it == fields_.end()) return std::nullopt;
         return std::string_view(it->second);
     }
@@ -94,9 +94,10 @@ public:
     void clear() noexcept { fields_.clear(); }
 
 private:
-    static auto named(std::string_view name) {
-        return [name](const field& f) { return detail::iequals(f.first, name); };
-    }
+    struct named {
+        std::string_view name;
+        bool operator()(const field& f) const noexcept { return detail::iequals(f.first, name); }
+    };
 
     static void check(std::string_view name, std::string_view value) {
         if (!detail::is_token(name)) throw std::invalid_argument("weir: header name is not an HTTP token");
