@@ -135,15 +135,22 @@ struct link_traits<Chain, I, Request, false> {
     using part = std::tuple_element_t<I, typename Chain::parts_type>;
     using next_request = typename add_context<Request, typename provided_by<part>::type>::type;
     using downstream = link<Chain, I + 1, next_request>;
-    using sync_next = next_stage<Chain, I + 1, next_request, false>;
-    static_assert(std::is_invocable_v<part&, const Request&, sync_next>,
+    // Probe with the `next` the downstream naturally offers; a coroutine stage (its return type is spelled out,
+    // as coroutines' must be) is then given an awaitable `next` even in front of a plain downstream.
+    using probe_next = next_stage<Chain, I + 1, next_request, downstream::is_async>;
+    static_assert(std::is_invocable_v<part&, const Request&, probe_next>,
                   "weir: a stage must be callable as stage(const weir::request<...>& req, Next next)");
-    using probed = std::invoke_result_t<part&, const Request&, sync_next>;
+    using probed = std::invoke_result_t<part&, const Request&, probe_next>;
     static_assert(!std::is_void_v<probed>, "weir: a stage must return a reply: what next(req) returned, or a "
                                            "weir::response to answer without calling next");
     static_assert(reply_like<probed>, "weir: a stage must return a reply (weir::response, weir::reply<...>, "
                                       "weir::pending<P>) or an asio::awaitable of one");
     static constexpr bool coroutine = is_awaitable_v<probed>;
+    static_assert(coroutine || !downstream::is_async,
+                  "weir: this stage is a plain function, but a stage or handler after it is a coroutine (returns "
+                  "asio::awaitable), so it cannot wait for `next`. Make this stage a coroutine: "
+                  "`-> asio::awaitable<weir::reply_of<Next>>` and `co_await next(req)`, or return "
+                  "weir::after_next(next, req, edit)");
     using next_type = next_stage<Chain, I + 1, next_request, coroutine>;
     using result = std::invoke_result_t<part&, const Request&, next_type>;
     using reply_type = typename downstream::reply_type;
@@ -184,6 +191,37 @@ private:
 };
 
 } // namespace detail
+
+/// What `next(req)` returns: the reply, or an awaitable of it when something downstream is a coroutine.
+template <class Next>
+using next_result_t = typename Next::result_type;
+
+/// Calls `next(req)` and lets `edit(reply&)` change the reply, whether `next` is plain or a coroutine. A stage
+/// written with it (returning next_result_t<Next>) works in front of any downstream.
+template <class Next, class Request, class Edit>
+next_result_t<Next> after_next(Next next, const Request& req, Edit edit) {
+    if constexpr (Next::is_async) {
+        return [](Next n, const Request& r, Edit e) -> asio::awaitable<reply_of<Next>> {
+            auto value = co_await n(r);
+            e(value);
+            co_return value;
+        }(next, req, std::move(edit));
+    } else {
+        auto value = next(req);
+        edit(value);
+        return value;
+    }
+}
+
+/// Answers without calling `next` (a rejection: 401, 403, 429 ...), in the form `next` would have returned.
+template <class Next>
+next_result_t<Next> respond(const Next&, reply_of<Next> value) {
+    if constexpr (Next::is_async) {
+        return [](reply_of<Next> v) -> asio::awaitable<reply_of<Next>> { co_return v; }(std::move(value));
+    } else {
+        return value;
+    }
+}
 
 /// A chain of stages ending in a handler or router, composed at compile time:
 /// `weir::pipeline{request_id{}, security_headers{}, cors{...}, routes}`. Each stage is called as

@@ -151,3 +151,30 @@ TEST_CASE("a stage cannot set a header that frames the message or the upgrade") 
     CHECK_THROWS_AS(h.add("Sec-WebSocket-Accept", "x"), weir::protocol_header_error);
     CHECK_THROWS_AS(h.add("X-Evil", "a\r\nSet-Cookie: b"), std::invalid_argument);
 }
+
+namespace {
+// A library-style stage: works in front of a plain downstream and in front of a coroutine alike.
+struct require_header {
+    template <class Req, class Next>
+    weir::next_result_t<Next> operator()(const Req& req, Next next) const {
+        if (!req.header("x-key")) return weir::respond(next, weir::response(weir::status::forbidden));
+        return weir::after_next(next, req, [](auto& reply) { reply.headers().add("X-Checked", "yes"); });
+    }
+};
+} // namespace
+
+TEST_CASE("a stage written with after_next and respond works before plain and coroutine handlers") {
+    auto message = make_message();
+    weir::pipeline plain{require_header{}, [](const auto&) { return weir::response(weir::status::ok); }};
+    CHECK(plain(weir::request<>(message)).status() == weir::status::forbidden);
+    weir::request_field key{"X-Key", "1"};
+    message.fields_.push_back(key);
+    CHECK(plain(weir::request<>(message)).headers().get("X-Checked") == "yes");
+
+    weir::pipeline async{require_header{}, [](const auto&) -> asio::awaitable<weir::response> {
+                             co_return weir::response(weir::status::ok);
+                         }};
+    CHECK(run_awaitable(async(weir::request<>(message))).headers().get("X-Checked") == "yes");
+    message.fields_.clear();
+    CHECK(run_awaitable(async(weir::request<>(message))).status() == weir::status::forbidden);
+}
