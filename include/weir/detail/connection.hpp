@@ -1,0 +1,294 @@
+#pragma once
+
+#include <weir/detail/serialize.hpp>
+#include <weir/http/parser.hpp>
+#include <weir/http/request.hpp>
+#include <weir/reply.hpp>
+#include <weir/server_options.hpp>
+#include <weir/upgrade.hpp>
+
+#include <asio/awaitable.hpp>
+#include <asio/co_spawn.hpp>
+#include <asio/detached.hpp>
+#include <asio/ip/tcp.hpp>
+#include <asio/redirect_error.hpp>
+#include <asio/steady_timer.hpp>
+#include <asio/use_awaitable.hpp>
+#include <asio/write.hpp>
+
+#include <fmt/format.h>
+
+#include <chrono>
+#include <cstring>
+#include <exception>
+#include <memory>
+#include <string>
+#include <type_traits>
+#include <utility>
+
+namespace weir::detail {
+
+// What the server keeps of a live connection, so that a graceful shutdown can reach it.
+class connection_base {
+public:
+    virtual ~connection_base() = default;
+    // Runs on the connection's executor.
+    virtual void begin_shutdown() = 0;
+    virtual void force_close() = 0;
+};
+
+inline void report_error(const server_options& options, std::string_view what) {
+    if (options.error_log) options.error_log(what);
+    else fmt::print(stderr, "weir: {}\n", what);
+}
+
+// One HTTP/1.1 connection: reads requests, runs the application, and is the final stage that commits each
+// reply to the socket. Requests are handled in order, so pipelined responses go out in request order.
+template <class App>
+class connection final : public connection_base, public std::enable_shared_from_this<connection<App>> {
+    using clock = std::chrono::steady_clock;
+    static constexpr std::size_t initial_buffer = 4096;
+
+public:
+    connection(asio::ip::tcp::socket socket, App& app, const server_options& options)
+        : socket_(std::move(socket)), timer_(socket_.get_executor()), app_(app), options_(options),
+          parser_(options.limits) {}
+
+    asio::awaitable<void> run() {
+        auto self = this->shared_from_this();
+        asio::error_code ec;
+        remote_ = socket_.remote_endpoint(ec);
+        asio::co_spawn(socket_.get_executor(), watchdog(self), asio::detached);
+        try {
+            co_await serve();
+        } catch (const std::exception& e) {
+            report_error(options_, fmt::format("connection error: {}", e.what()));
+        }
+        close();
+    }
+
+    void begin_shutdown() override {
+        shutting_down_ = true;
+        if (upgraded_) upgraded_->begin_shutdown();
+        else if (idle_) close();
+    }
+
+    void force_close() override { close(); }
+
+private:
+    void close() {
+        asio::error_code ec;
+        socket_.shutdown(asio::ip::tcp::socket::shutdown_both, ec);
+        socket_.close(ec);
+        timer_.cancel();
+    }
+
+    void set_deadline(std::chrono::milliseconds d) { deadline_ = clock::now() + d; }
+
+    // One timer per connection that wakes only when the current deadline may have passed, so setting a
+    // deadline per read costs a clock read and nothing more.
+    static asio::awaitable<void> watchdog(std::shared_ptr<connection> self) {
+        while (self->socket_.is_open()) {
+            self->timer_.expires_at(self->deadline_);
+            asio::error_code ec;
+            co_await self->timer_.async_wait(asio::redirect_error(asio::use_awaitable, ec));
+            if (!self->socket_.is_open()) co_return;
+            if (self->deadline_ <= clock::now()) {
+                // First cancel the pending operation so the connection can answer 408; if it is still
+                // stuck a second later (a peer that does not read), close the socket.
+                if (self->timed_out_) {
+                    self->close();
+                    co_return;
+                }
+                self->timed_out_ = true;
+                asio::error_code ignored;
+                self->socket_.cancel(ignored);
+                self->deadline_ = clock::now() + std::chrono::seconds(1);
+            }
+        }
+    }
+
+    std::string_view buffered() const noexcept { return {buffer_.data() + begin_, end_ - begin_}; }
+
+    // Reads more bytes into the buffer, moving or growing it as needed. Returns false on EOF or error.
+    asio::awaitable<bool> read_more() {
+        if (buffer_.size() == 0) buffer_.resize(initial_buffer);
+        if (end_ == buffer_.size()) {
+            if (begin_ > 0) {
+                std::memmove(buffer_.data(), buffer_.data() + begin_, end_ - begin_);
+                end_ -= begin_;
+                begin_ = 0;
+            } else {
+                buffer_.resize(buffer_.size() * 2);
+            }
+        }
+        asio::error_code ec;
+        std::size_t n = co_await socket_.async_read_some(asio::buffer(buffer_.data() + end_, buffer_.size() - end_),
+                                                         asio::redirect_error(asio::use_awaitable, ec));
+        if (ec) co_return false;
+        end_ += n;
+        co_return true;
+    }
+
+    asio::awaitable<bool> flush() {
+        if (out_.empty()) co_return true;
+        set_deadline(options_.write_timeout);
+        asio::error_code ec;
+        co_await asio::async_write(socket_, asio::buffer(out_), asio::redirect_error(asio::use_awaitable, ec));
+        out_.clear();
+        co_return !ec;
+    }
+
+    asio::awaitable<void> answer_error(status code, std::string_view reason) {
+        response r(code, reason.empty() ? fmt::format("{}\n", reason_phrase(code))
+                                        : fmt::format("{}: {}\n", reason_phrase(code), reason));
+        append_response(r, false, false);
+        co_await flush();
+    }
+
+    asio::awaitable<void> serve() {
+        for (;;) {
+            // Read one request.
+            parser_.reset();
+            bool sent_continue = false;
+            parse_result result;
+            for (;;) {
+                result = parser_.parse(buffered(), message_);
+                if (result.state != parse_result::kind::incomplete) break;
+                // Nothing more is buffered: send what pipelined responses are waiting before blocking.
+                if (!co_await flush()) co_return;
+                if (parser_.expects_continue() && !sent_continue) {
+                    sent_continue = true;
+                    out_ = "HTTP/1.1 100 Continue\r\n\r\n";
+                    if (!co_await flush()) co_return;
+                }
+                bool started = end_ > begin_;
+                idle_ = !started;
+                if (idle_ && shutting_down_) co_return;
+                set_deadline(!started                  ? options_.idle_timeout
+                             : parser_.head_complete() ? options_.body_timeout
+                                                       : options_.header_timeout);
+                timed_out_ = false;
+                bool ok = co_await read_more();
+                idle_ = false;
+                if (!ok) {
+                    if (timed_out_ && end_ > begin_ && socket_.is_open())
+                        co_await answer_error(status::request_timeout, "request timeout");
+                    co_return;
+                }
+            }
+            if (result.state == parse_result::kind::error) {
+                co_await answer_error(result.error_status, result.error_reason);
+                co_return;
+            }
+            deadline_ = clock::time_point::max(); // a handler may take its time; writes set their own deadline
+            message_.remote_ = remote_;
+            bool keep_alive = message_.keep_alive() && !shutting_down_;
+            bool head = message_.method() == "HEAD";
+            std::size_t consumed = result.consumed;
+            bool upgraded = false;
+            try {
+                if constexpr (is_awaitable_v<decltype(app_(std::declval<const request<>&>()))>) {
+                    auto r = co_await app_(request<>(message_));
+                    upgraded = co_await commit(r, consumed, head, keep_alive);
+                } else {
+                    auto r = app_(request<>(message_));
+                    upgraded = co_await commit(r, consumed, head, keep_alive);
+                }
+            } catch (const std::exception& e) {
+                report_error(options_, fmt::format("{} {}: {}", message_.method(), message_.target(), e.what()));
+                response r(status::internal_server_error, "Internal Server Error\n");
+                append_response(r, head, keep_alive);
+            }
+            if (upgraded) co_return;
+            begin_ += consumed;
+            if (begin_ == end_) begin_ = end_ = 0;
+            if (!keep_alive || close_after_) {
+                co_await flush();
+                co_return;
+            }
+            // Many pipelined responses are written together; cap what waits in memory.
+            if (out_.size() > 64 * 1024 && !co_await flush()) co_return;
+        }
+    }
+
+    void append_response(const response& r, bool head, bool keep_alive) {
+        append_head_start(out_, r.status(), r.headers());
+        bool no_body = forbids_body(r.status());
+        if (!no_body) {
+            append(out_, "Content-Length: ");
+            append_number(out_, r.body().size());
+            append(out_, "\r\n");
+        }
+        if (!keep_alive || r.closes_connection()) {
+            append(out_, "Connection: close\r\n");
+            close_after_ = true;
+        } else if (message_.version() == 10) {
+            append(out_, "Connection: keep-alive\r\n");
+        }
+        append(out_, "\r\n");
+        if (!head && !no_body) append(out_, r.body());
+    }
+
+    // The final stage: the only place a reply reaches the socket. Returns true if an upgrade ran.
+    template <class... Protocols>
+    asio::awaitable<bool> commit(reply<Protocols...>& r, std::size_t consumed, bool head, bool keep_alive) {
+        if (auto* plain = r.template get_if<response>()) {
+            append_response(*plain, head, keep_alive);
+            co_return false;
+        }
+        bool upgraded = false;
+        (co_await commit_pending<Protocols>(r, consumed, head, keep_alive, upgraded), ...);
+        co_return upgraded;
+    }
+
+    template <class P, class... Protocols>
+    asio::awaitable<void> commit_pending(reply<Protocols...>& r, std::size_t consumed, bool head, bool keep_alive,
+                                         bool& upgraded) {
+        auto* p = r.template get_if<pending<P>>();
+        if (!p) co_return;
+        // A stage overrode the status (or the request was HEAD): a plain response, and the session never runs.
+        if (!p->will_commit() || head || shutting_down_) {
+            response plain = std::move(*p).to_response();
+            if (shutting_down_ && p->will_commit()) plain.set_status(status::service_unavailable);
+            append_response(plain, head, keep_alive);
+            co_return;
+        }
+        upgraded = true;
+        P& session = p->session();
+        session.prepare_head(p->headers());
+        append_head_start(out_, p->status(), p->headers());
+        session.write_protocol_fields(out_);
+        append(out_, "\r\n");
+        if (!co_await flush()) co_return;
+        std::string leftover(buffered().substr(consumed));
+        upgraded_connection link(socket_, std::move(leftover));
+        upgraded_ = &link;
+        deadline_ = clock::time_point::max();
+        try {
+            co_await session.run(link);
+        } catch (const std::exception& e) {
+            report_error(options_, fmt::format("upgraded session ended with an error: {}", e.what()));
+        }
+        upgraded_ = nullptr;
+    }
+
+    asio::ip::tcp::socket socket_;
+    asio::steady_timer timer_;
+    App& app_;
+    const server_options& options_;
+    request_parser parser_;
+    http_request message_;
+    asio::ip::tcp::endpoint remote_;
+    std::string buffer_;
+    std::size_t begin_ = 0, end_ = 0;
+    std::string out_;
+    clock::time_point deadline_ = clock::now() + std::chrono::hours(1);
+    upgraded_connection* upgraded_ = nullptr;
+    bool idle_ = false;
+    bool shutting_down_ = false;
+    bool close_after_ = false;
+    bool timed_out_ = false;
+};
+
+} // namespace weir::detail

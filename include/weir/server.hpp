@@ -1,0 +1,184 @@
+#pragma once
+
+#include <weir/detail/connection.hpp>
+#include <weir/http/request.hpp>
+#include <weir/reply.hpp>
+#include <weir/server_options.hpp>
+
+#include <asio/co_spawn.hpp>
+#include <asio/detached.hpp>
+#include <asio/executor_work_guard.hpp>
+#include <asio/io_context.hpp>
+#include <asio/ip/tcp.hpp>
+#include <asio/post.hpp>
+#include <asio/signal_set.hpp>
+#include <asio/steady_timer.hpp>
+#include <asio/use_awaitable.hpp>
+
+#include <atomic>
+#include <memory>
+#include <optional>
+#include <stdexcept>
+#include <thread>
+#include <type_traits>
+#include <unordered_set>
+#include <utility>
+#include <vector>
+
+namespace weir {
+
+/// An application a server can run: callable with the request, returning a reply (or an awaitable of one).
+template <class App>
+concept application = std::is_invocable_v<App&, const request<>&> &&
+                      reply_like<std::invoke_result_t<App&, const request<>&>>;
+
+/// An HTTP/1.1 server running `app` (a pipeline, a router or a handler) on one event loop per thread.
+/// The app is shared by every thread: it must be safe to call concurrently.
+template <class App>
+class server {
+    static_assert(std::is_invocable_v<App&, const request<>&>,
+                  "weir: a server runs an application callable as app(const weir::request<>& req): a "
+                  "weir::pipeline, a weir::router or a handler");
+    static_assert(reply_like<std::invoke_result_t<App&, const request<>&>>,
+                  "weir: the application must return a reply (weir::response, weir::pending<P>, "
+                  "weir::reply<...>) or an asio::awaitable of one");
+
+    struct worker {
+        asio::io_context io{1};
+        asio::executor_work_guard<asio::io_context::executor_type> guard{io.get_executor()};
+        std::unordered_set<std::shared_ptr<detail::connection_base>> connections;
+    };
+
+public:
+    server(App app, server_options options = {}) : app_(std::move(app)), options_(std::move(options)) {
+        if (options_.threads == 0) options_.threads = 1;
+        for (unsigned i = 0; i < options_.threads; ++i) workers_.push_back(std::make_unique<worker>());
+    }
+
+    server(const server&) = delete;
+    server& operator=(const server&) = delete;
+
+    ~server() { stop(); }
+
+    /// Binds and listens; returns the local endpoint (with the chosen port when options.port is 0).
+    /// Throws std::system_error if the address cannot be bound.
+    asio::ip::tcp::endpoint listen() {
+        auto& io = workers_.front()->io;
+        asio::ip::tcp::endpoint ep(asio::ip::make_address(options_.bind), options_.port);
+        acceptor_.emplace(io);
+        acceptor_->open(ep.protocol());
+        acceptor_->set_option(asio::socket_base::reuse_address(true));
+        acceptor_->bind(ep);
+        acceptor_->listen(asio::socket_base::max_listen_connections);
+        return acceptor_->local_endpoint();
+    }
+
+    /// Serves until a graceful shutdown (stop(), SIGINT or SIGTERM) has finished. Calls listen() if needed.
+    void run() {
+        if (!acceptor_) listen();
+        auto& io0 = workers_.front()->io;
+        if (options_.handle_signals) {
+            signals_.emplace(io0, SIGINT, SIGTERM);
+            signals_->async_wait([this](const asio::error_code& ec, int) {
+                if (!ec) stop();
+            });
+        }
+        asio::co_spawn(io0, accept_loop(), asio::detached);
+        std::vector<std::thread> threads;
+        for (std::size_t i = 1; i < workers_.size(); ++i)
+            threads.emplace_back([w = workers_[i].get()] { w->io.run(); });
+        io0.run();
+        for (auto& t : threads) t.join();
+    }
+
+    /// Starts a graceful shutdown: stop accepting, let in-flight requests finish, end streams and sessions
+    /// cleanly, close idle connections; after options.shutdown_timeout, close what is left. Thread-safe.
+    void stop() {
+        if (stopping_.exchange(true)) return;
+        asio::post(workers_.front()->io, [this] {
+            asio::error_code ec;
+            if (acceptor_) acceptor_->close(ec);
+            if (signals_) signals_->cancel(ec);
+            shutdown_timer_.emplace(workers_.front()->io);
+            shutdown_timer_->expires_after(options_.shutdown_timeout);
+            shutdown_timer_->async_wait([this](const asio::error_code& e) {
+                if (e) return;
+                for (auto& w : workers_)
+                    asio::post(w->io, [w = w.get()] {
+                        for (auto& c : w->connections) c->force_close();
+                    });
+            });
+            for (auto& w : workers_)
+                asio::post(w->io, [this, w = w.get()] {
+                    auto copy = w->connections;
+                    for (auto& c : copy) c->begin_shutdown();
+                    w->guard.reset();
+                    maybe_finish();
+                });
+        });
+    }
+
+    /// The number of open connections (for tests and metrics).
+    std::size_t connection_count() const noexcept { return live_.load(); }
+
+private:
+    asio::awaitable<void> accept_loop() {
+        std::size_t next = 0;
+        while (acceptor_ && acceptor_->is_open()) {
+            worker& w = *workers_[next];
+            next = (next + 1) % workers_.size();
+            asio::error_code ec;
+            asio::ip::tcp::socket socket(w.io);
+            co_await acceptor_->async_accept(socket, asio::redirect_error(asio::use_awaitable, ec));
+            if (ec) {
+                if (ec == asio::error::operation_aborted || stopping_) co_return;
+                // Out of descriptors or a connection reset before accept: keep serving the others.
+                asio::steady_timer pause(co_await asio::this_coro::executor, std::chrono::milliseconds(10));
+                co_await pause.async_wait(asio::redirect_error(asio::use_awaitable, ec));
+                continue;
+            }
+            if (live_.load() >= options_.max_connections) {
+                socket.close(ec);
+                continue;
+            }
+            if (options_.tcp_nodelay) socket.set_option(asio::ip::tcp::no_delay(true), ec);
+            ++live_;
+            asio::post(w.io, [this, &w, s = std::move(socket)]() mutable { start(w, std::move(s)); });
+        }
+    }
+
+    void start(worker& w, asio::ip::tcp::socket socket) {
+        auto c = std::make_shared<detail::connection<App>>(std::move(socket), app_, options_);
+        w.connections.insert(c);
+        if (stopping_) c->begin_shutdown();
+        asio::co_spawn(w.io, c->run(), [this, &w, c](std::exception_ptr) {
+            w.connections.erase(c);
+            --live_;
+            maybe_finish();
+        });
+    }
+
+    // Once shutting down and every connection is gone, the shutdown timer need not hold the loop open.
+    void maybe_finish() {
+        if (stopping_ && live_.load() == 0)
+            asio::post(workers_.front()->io, [this] {
+                if (shutdown_timer_) shutdown_timer_->cancel();
+            });
+    }
+
+    App app_;
+    server_options options_;
+    std::vector<std::unique_ptr<worker>> workers_;
+    std::optional<asio::ip::tcp::acceptor> acceptor_;
+    std::optional<asio::signal_set> signals_;
+    std::optional<asio::steady_timer> shutdown_timer_;
+    std::atomic<bool> stopping_{false};
+    std::atomic<std::size_t> live_{0};
+};
+
+template <class App>
+server(App, server_options) -> server<App>;
+template <class App>
+server(App) -> server<App>;
+
+} // namespace weir
