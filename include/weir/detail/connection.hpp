@@ -183,22 +183,24 @@ private:
             }
             deadline_ = clock::time_point::max(); // a handler may take its time; writes set their own deadline
             message_.remote_ = remote_;
-            bool keep_alive = message_.keep_alive() && !shutting_down_;
+            bool keep_alive = message_.keep_alive();
             bool head = message_.method() == "HEAD";
             std::size_t consumed = result.consumed;
             bool upgraded = false;
             try {
                 if constexpr (is_awaitable_v<decltype(app_(std::declval<const request<>&>()))>) {
                     auto r = co_await app_(request<>(message_));
+                    keep_alive = keep_alive && !shutting_down_; // a shutdown may have begun meanwhile
                     upgraded = co_await commit(r, consumed, head, keep_alive);
                 } else {
                     auto r = app_(request<>(message_));
+                    keep_alive = keep_alive && !shutting_down_;
                     upgraded = co_await commit(r, consumed, head, keep_alive);
                 }
             } catch (const std::exception& e) {
                 report_error(options_, fmt::format("{} {}: {}", message_.method(), message_.target(), e.what()));
                 response r(status::internal_server_error, "Internal Server Error\n");
-                append_response(r, head, keep_alive);
+                append_response(r, head, keep_alive && !shutting_down_);
             }
             if (upgraded) co_return;
             begin_ += consumed;

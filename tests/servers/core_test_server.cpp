@@ -1,0 +1,74 @@
+// A server for the HTTP core integration tests: small limits and timeouts set from the command line, and
+// routes that echo, wait, throw and count.
+
+#include "../../examples/example_options.hpp"
+
+#include <weir/pipeline.hpp>
+#include <weir/router.hpp>
+#include <weir/server.hpp>
+
+#include <asio/steady_timer.hpp>
+#include <asio/this_coro.hpp>
+
+#include <atomic>
+#include <chrono>
+#include <stdexcept>
+#include <string>
+
+int main(int argc, char** argv) {
+    weir::server_options options;
+    auto ms = [](std::string_view v) { return std::chrono::milliseconds(std::stol(std::string(v))); };
+    auto size = [](std::string_view v) { return static_cast<std::size_t>(std::stoul(std::string(v))); };
+    examples::parse_command_line(
+        argc, argv, options, "[--port N] [--header-timeout-ms N] [--idle-timeout-ms N] [--max-body N] ...",
+        [&](std::string_view flag, std::string_view value) {
+            if (flag == "--header-timeout-ms") options.header_timeout = ms(value);
+            else if (flag == "--body-timeout-ms") options.body_timeout = ms(value);
+            else if (flag == "--idle-timeout-ms") options.idle_timeout = ms(value);
+            else if (flag == "--shutdown-timeout-ms") options.shutdown_timeout = ms(value);
+            else if (flag == "--max-body") options.limits.max_body_bytes = size(value);
+            else if (flag == "--max-header-bytes") options.limits.max_header_bytes = size(value);
+            else if (flag == "--max-request-line") options.limits.max_request_line = size(value);
+            else if (flag == "--max-header-count") options.limits.max_header_count = size(value);
+            else return false;
+            return true;
+        });
+
+    static std::atomic<int> handled{0};
+    weir::pipeline app{
+        [](const auto& req, auto next) -> asio::awaitable<weir::reply_of<decltype(next)>> {
+            ++handled;
+            co_return co_await next(req);
+        },
+        weir::router{
+            weir::get<"/">([](const auto&) { return weir::response(weir::status::ok, "Hello, World!"); }),
+            weir::get<"/hello/{name}">([](const weir::request<>&, std::string name) {
+                return weir::response(weir::status::ok, "Hello, " + name + "!");
+            }),
+            weir::post<"/echo">([](const auto& req) {
+                return weir::response(weir::status::ok, std::string(req.body()), "application/octet-stream");
+            }),
+            weir::get<"/slow">([](const auto& req) -> asio::awaitable<weir::response> {
+                auto ms = std::stol(req.query_param("ms").value_or("200"));
+                asio::steady_timer t(co_await asio::this_coro::executor, std::chrono::milliseconds(ms));
+                co_await t.async_wait(asio::use_awaitable);
+                co_return weir::response(weir::status::ok, "slept");
+            }),
+            weir::get<"/throw">([](const auto&) -> weir::response { throw std::runtime_error("handler failed"); }),
+            weir::get<"/tamper">([](const auto&) {
+                weir::response r(weir::status::ok, "x");
+                r.headers().set("Content-Length", "999");
+                return r;
+            }),
+            weir::get<"/no-content">([](const auto&) { return weir::response(weir::status::no_content); }),
+            weir::get<"/count">([](const auto&) {
+                return weir::response(weir::status::ok, std::to_string(handled.load()));
+            }),
+        },
+    };
+
+    weir::server server(std::move(app), options);
+    examples::announce(server.listen());
+    server.run();
+    return 0;
+}
