@@ -1,0 +1,15 @@
+# Writes every ```cpp block of a Markdown file, in order, into one C++ file, so documentation examples are
+# compiled with the tests. Usage: cmake -DINPUT=doc.md -DOUTPUT=out.cpp -P extract_snippets.cmake
+file(STRINGS "${INPUT}" _lines)
+set(_in_block OFF)
+set(_code "// Extracted from ${INPUT}; do not edit.\n")
+foreach(_line IN LISTS _lines)
+  if(_line MATCHES "^```cpp")
+    set(_in_block ON)
+  elseif(_line MATCHES "^```" AND _in_block)
+    set(_in_block OFF)
+  elseif(_in_block)
+    string(APPEND _code "${_line}\n")
+  endif()
+endforeach()
+file(WRITE "${OUTPUT}" "${_code}")
