@@ -58,6 +58,8 @@ public:
         auto self = this->shared_from_this();
         asio::error_code ec;
         remote_ = socket_.remote_endpoint(ec);
+        socket_.non_blocking(true, ec);
+        set_deadline(options_.idle_timeout);
         asio::co_spawn(socket_.get_executor(), watchdog(self), asio::detached);
         try {
             co_await serve();
@@ -83,16 +85,27 @@ private:
         timer_.cancel();
     }
 
-    void set_deadline(std::chrono::milliseconds d) { deadline_ = clock::now() + d; }
+    // Moves the deadline. Later deadlines cost nothing (the watchdog re-arms when it wakes); an earlier one
+    // than the timer holds wakes the watchdog so it re-arms sooner. On the fast path deadlines only move later.
+    void set_deadline(std::chrono::milliseconds d) {
+        deadline_ = clock::now() + d;
+        if (deadline_ < armed_) timer_.cancel();
+    }
 
     // One timer per connection that wakes only when the current deadline may have passed, so setting a
     // deadline per read costs a clock read and nothing more.
     static asio::awaitable<void> watchdog(std::shared_ptr<connection> self) {
         while (self->socket_.is_open()) {
-            self->timer_.expires_at(self->deadline_);
+            self->armed_ = self->deadline_;
+            self->timer_.expires_at(self->armed_);
             asio::error_code ec;
             co_await self->timer_.async_wait(asio::redirect_error(asio::use_awaitable, ec));
             if (!self->socket_.is_open()) co_return;
+            if (self->handling_) {
+                // The application is working on a request; its own writes set a deadline again.
+                self->deadline_ = clock::now() + self->options_.idle_timeout;
+                continue;
+            }
             if (self->deadline_ <= clock::now()) {
                 // First cancel the pending operation so the connection can answer 408; if it is still
                 // stuck a second later (a peer that does not read), close the socket.
@@ -130,20 +143,47 @@ private:
         co_return true;
     }
 
+    // Writes what is waiting in out_. Most writes fit in the socket buffer and finish at once without
+    // suspending; only a peer that does not read makes us wait, under the write deadline.
     asio::awaitable<bool> flush() {
         if (out_.empty()) co_return true;
-        set_deadline(options_.write_timeout);
         asio::error_code ec;
-        co_await asio::async_write(socket_, asio::buffer(out_), asio::redirect_error(asio::use_awaitable, ec));
+        std::size_t n = socket_.write_some(asio::buffer(out_), ec);
+        if (ec == asio::error::would_block || ec == asio::error::try_again) {
+            n = 0;
+            ec = {};
+        }
+        if (!ec && n < out_.size()) {
+            bool handling = std::exchange(handling_, false);
+            set_deadline(options_.write_timeout);
+            timed_out_ = false;
+            co_await asio::async_write(socket_, asio::buffer(out_.data() + n, out_.size() - n),
+                                       asio::redirect_error(asio::use_awaitable, ec));
+            handling_ = handling;
+        }
         out_.clear();
         co_return !ec;
+    }
+
+    // Closes after an error answer without losing it: a close with unread request bytes would make the
+    // kernel send RST, and the client could lose the response. Stop sending, drain briefly, then close.
+    asio::awaitable<void> linger_close() {
+        asio::error_code ec;
+        socket_.shutdown(asio::ip::tcp::socket::shutdown_send, ec);
+        set_deadline(std::chrono::milliseconds(2000));
+        timed_out_ = false;
+        char sink[4096];
+        std::size_t drained = 0;
+        while (!ec && drained < 256 * 1024 && !timed_out_) {
+            drained += co_await socket_.async_read_some(asio::buffer(sink), asio::redirect_error(asio::use_awaitable, ec));
+        }
     }
 
     asio::awaitable<void> answer_error(status code, std::string_view reason) {
         response r(code, reason.empty() ? fmt::format("{}\n", reason_phrase(code))
                                         : fmt::format("{}: {}\n", reason_phrase(code), reason));
         append_response(r, false, false);
-        co_await flush();
+        if (co_await flush()) co_await linger_close();
     }
 
     asio::awaitable<void> serve() {
@@ -181,7 +221,7 @@ private:
                 co_await answer_error(result.error_status, result.error_reason);
                 co_return;
             }
-            deadline_ = clock::time_point::max(); // a handler may take its time; writes set their own deadline
+            handling_ = true; // a handler may take its time; writes set their own deadline
             message_.remote_ = remote_;
             bool keep_alive = message_.keep_alive();
             bool head = message_.method() == "HEAD";
@@ -202,6 +242,7 @@ private:
                 response r(status::internal_server_error, "Internal Server Error\n");
                 append_response(r, head, keep_alive && !shutting_down_);
             }
+            handling_ = false;
             if (upgraded) co_return;
             begin_ += consumed;
             if (begin_ == end_) begin_ = end_ = 0;
@@ -265,8 +306,7 @@ private:
         if (!co_await flush()) co_return;
         std::string leftover(buffered().substr(consumed));
         upgraded_connection link(socket_, std::move(leftover));
-        upgraded_ = &link;
-        deadline_ = clock::time_point::max();
+        upgraded_ = &link; // the protocol keeps its own timeouts; the watchdog stays asleep (handling_)
         try {
             co_await session.run(link);
         } catch (const std::exception& e) {
@@ -286,6 +326,8 @@ private:
     std::size_t begin_ = 0, end_ = 0;
     std::string out_;
     clock::time_point deadline_ = clock::now() + std::chrono::hours(1);
+    clock::time_point armed_ = clock::time_point::max(); // what the watchdog's timer waits for
+    bool handling_ = false;
     upgraded_connection* upgraded_ = nullptr;
     bool idle_ = false;
     bool shutting_down_ = false;
