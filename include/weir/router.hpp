@@ -9,6 +9,7 @@
 #include <algorithm>
 #include <array>
 #include <charconv>
+#include <optional>
 #include <cstddef>
 #include <string>
 #include <string_view>
@@ -359,11 +360,11 @@ private:
     R dispatch_sync(const Request& req) {
         auto m = find(req);
         if (m.index == sizeof...(Routes)) return not_matched<R>(m);
-        using fn = R (router::*)(const Request&, const match_result&);
-        static constexpr auto table = []<std::size_t... I>(std::index_sequence<I...>) {
-            return std::array<fn, sizeof...(I)>{&router::call_sync<R, I, Request>...};
+        return [&]<std::size_t... I>(std::index_sequence<I...>) {
+            std::optional<R> out;
+            (void)((m.index == I && (out.emplace(call_sync<R, I>(req, m)), true)) || ...);
+            return std::move(*out);
         }(std::index_sequence_for<Routes...>{});
-        return (this->*table[m.index])(req, m);
     }
 
     template <class R, std::size_t I, class Request>
@@ -381,11 +382,11 @@ private:
     asio::awaitable<R> dispatch_async(const Request& req) {
         auto m = find(req);
         if (m.index == sizeof...(Routes)) return ready(not_matched<R>(m));
-        using fn = asio::awaitable<R> (router::*)(const Request&, match_result);
-        static constexpr auto table = []<std::size_t... I>(std::index_sequence<I...>) {
-            return std::array<fn, sizeof...(I)>{&router::call_async<R, I, Request>...};
+        return [&]<std::size_t... I>(std::index_sequence<I...>) {
+            std::optional<asio::awaitable<R>> out;
+            (void)((m.index == I && (out.emplace(call_async<R, I>(req, m)), true)) || ...);
+            return std::move(*out);
         }(std::index_sequence_for<Routes...>{});
-        return (this->*table[m.index])(req, std::move(m));
     }
 
     template <class R>

@@ -1,5 +1,6 @@
 #pragma once
 
+#include <weir/detail/chars.hpp>
 #include <weir/http/request.hpp>
 #include <weir/http/status.hpp>
 
@@ -53,7 +54,44 @@ public:
     void reset() noexcept;
 
 private:
-    // implementation state (see detail)
+    enum class phase { head, body, chunked, trailers, done };
+
+    parse_result fail(weir::status code, std::string_view reason) noexcept {
+        phase_ = phase::done;
+        parse_result r;
+        r.state = parse_result::kind::error;
+        r.error_status = code;
+        r.error_reason = reason;
+        return r;
+    }
+    parse_result complete(std::size_t consumed) noexcept {
+        phase_ = phase::done;
+        parse_result r;
+        r.state = parse_result::kind::complete;
+        r.consumed = consumed;
+        return r;
+    }
+    parse_result scan_head(std::string_view data, http_request& out);
+    parse_result parse_head(std::string_view data, http_request& out);
+    parse_result parse_chunked(std::string_view data, http_request& out);
+    void rebase(std::string_view data, http_request& out) noexcept;
+
+    http_limits limits_;
+    phase phase_ = phase::head;
+    const char* base_ = nullptr;   // where `data` started at the last call, to move views if it moved
+    std::size_t start_ = 0;        // first byte of the request line (after empty lines)
+    std::size_t line_start_ = 0;   // first byte of the line being scanned
+    std::size_t scanned_ = 0;      // bytes of the head already checked
+    std::size_t head_end_ = 0;     // one past the empty line ending the head
+    std::size_t content_length_ = 0;
+    std::size_t chunk_pos_ = 0;    // next unparsed byte of a chunked body
+    std::size_t chunk_left_ = 0;   // data bytes left in the current chunk
+    std::size_t trailer_count_ = 0;
+    bool in_chunk_data_ = false;
+    bool expect_continue_ = false;
+    std::string chunked_body_;
 };
 
 } // namespace weir
+
+#include <weir/detail/parser_impl.hpp>

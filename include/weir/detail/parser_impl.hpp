@@ -1,0 +1,367 @@
+#pragma once
+
+// Definitions of weir::request_parser (included at the end of weir/http/parser.hpp).
+
+#include <weir/http/parser.hpp>
+
+#include <cstring>
+
+namespace weir {
+
+inline request_parser::request_parser(const http_limits& limits) noexcept : limits_(limits) {}
+
+inline bool request_parser::head_complete() const noexcept { return phase_ != phase::head; }
+
+inline bool request_parser::expects_continue() const noexcept {
+    return expect_continue_ && (phase_ == phase::body || phase_ == phase::chunked);
+}
+
+inline void request_parser::reset() noexcept {
+    phase_ = phase::head;
+    base_ = nullptr;
+    start_ = line_start_ = scanned_ = head_end_ = 0;
+    content_length_ = chunk_pos_ = chunk_left_ = trailer_count_ = 0;
+    in_chunk_data_ = expect_continue_ = false;
+    chunked_body_.clear();
+}
+
+// The connection may move its buffer between calls: views already handed out follow it.
+inline void request_parser::rebase(std::string_view data, http_request& out) noexcept {
+    const char* now = data.data();
+    if (base_ == nullptr || base_ == now || phase_ == phase::head) {
+        base_ = now;
+        return;
+    }
+    auto move = [&](std::string_view& v) {
+        if (!v.data()) return;
+        v = std::string_view(now + (v.data() - base_), v.size());
+    };
+    move(out.method_);
+    move(out.target_);
+    move(out.path_);
+    move(out.query_);
+    for (auto& f : out.fields_) {
+        move(f.name);
+        move(f.value);
+    }
+    base_ = now;
+}
+
+inline parse_result request_parser::parse(std::string_view data, http_request& out) {
+    rebase(data, out);
+    switch (phase_) {
+    case phase::head: {
+        auto r = scan_head(data, out);
+        if (r.state != parse_result::kind::incomplete || phase_ == phase::head) return r;
+        return parse(data, out);
+    }
+    case phase::body:
+        if (data.size() - head_end_ < content_length_) return {};
+        out.body_ = data.substr(head_end_, content_length_);
+        return complete(head_end_ + content_length_);
+    case phase::chunked:
+    case phase::trailers: return parse_chunked(data, out);
+    case phase::done: break;
+    }
+    return fail(status::bad_request, "parser used after the end of a request");
+}
+
+// Finds the end of the head line by line, rejecting bare CR and bare LF as soon as they arrive, and
+// enforcing the request-line and head limits before the whole head is buffered.
+inline parse_result request_parser::scan_head(std::string_view data, http_request& out) {
+    const char* p = data.data();
+    // Empty lines before the request line are ignored (RFC 9112 section 2.2).
+    while (start_ == line_start_ && scanned_ == start_) {
+        if (data.size() - start_ >= 2 && p[start_] == '\r' && p[start_ + 1] == '\n') {
+            start_ += 2;
+            line_start_ = scanned_ = start_;
+            if (start_ > 64) return fail(status::bad_request, "too many empty lines before the request");
+            continue;
+        }
+        if (data.size() - start_ == 1 && p[start_] == '\r') return {};
+        break;
+    }
+    while (scanned_ < data.size()) {
+        const void* nl = std::memchr(p + scanned_, '\n', data.size() - scanned_);
+        std::size_t end = nl ? static_cast<std::size_t>(static_cast<const char*>(nl) - p) : data.size();
+        // A CR anywhere but right before the LF is a bare CR.
+        std::size_t check_to = nl ? end - 1 : (p[data.size() - 1] == '\r' ? data.size() - 1 : data.size());
+        if (check_to > scanned_ && std::memchr(p + scanned_, '\r', check_to - scanned_))
+            return fail(status::bad_request, "bare CR in the request head");
+        if (!nl) {
+            if (p[data.size() - 1] == '\r') scanned_ = data.size() - 1;
+            else scanned_ = data.size();
+            break;
+        }
+        if (end == line_start_ || p[end - 1] != '\r') return fail(status::bad_request, "bare LF in the request head");
+        std::size_t line_length = end - 1 - line_start_;
+        if (line_start_ == start_ && line_length > limits_.max_request_line)
+            return fail(status::uri_too_long, "request line too long");
+        scanned_ = end + 1;
+        if (line_length == 0) {
+            head_end_ = end + 1;
+            if (head_end_ - start_ > limits_.max_header_bytes)
+                return fail(status::request_header_fields_too_large, "request head too large");
+            return parse_head(data, out);
+        }
+        line_start_ = end + 1;
+        if (scanned_ - start_ > limits_.max_header_bytes)
+            return fail(status::request_header_fields_too_large, "request head too large");
+    }
+    // Incomplete: fail early on limits rather than waiting for bytes that cannot be accepted.
+    if (line_start_ == start_ && data.size() - start_ > limits_.max_request_line + 2)
+        return fail(status::uri_too_long, "request line too long");
+    if (data.size() - start_ > limits_.max_header_bytes)
+        return fail(status::request_header_fields_too_large, "request head too large");
+    return {};
+}
+
+namespace detail {
+
+constexpr bool is_target_char(char c) noexcept {
+    auto u = static_cast<unsigned char>(c);
+    return u > 0x20 && u < 0x7f && c != '#';
+}
+
+constexpr bool is_host_char(char c) noexcept {
+    if ((c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9')) return true;
+    switch (c) {
+    case '-': case '.': case '_': case '~': case '!': case '$': case '&': case '\'': case '(': case ')':
+    case '*': case '+': case ',': case ';': case '=': case ':': case '[': case ']': case '%': return true;
+    default: return false;
+    }
+}
+
+// 1*DIGIT without sign, space or list; false on overflow.
+constexpr bool parse_decimal(std::string_view s, std::size_t& out) noexcept {
+    if (s.empty() || s.size() > 18) return false;
+    std::size_t v = 0;
+    for (char c : s) {
+        if (c < '0' || c > '9') return false;
+        v = v * 10 + static_cast<std::size_t>(c - '0');
+    }
+    out = v;
+    return true;
+}
+
+constexpr int hex_value(char c) noexcept {
+    if (c >= '0' && c <= '9') return c - '0';
+    if (c >= 'a' && c <= 'f') return c - 'a' + 10;
+    if (c >= 'A' && c <= 'F') return c - 'A' + 10;
+    return -1;
+}
+
+// Parses a field line "name: value" (no CRLF). Returns false if malformed.
+inline bool parse_field_line(std::string_view line, request_field& field) noexcept {
+    if (line.empty() || line.front() == ' ' || line.front() == '\t') return false; // obs-fold or empty name
+    auto colon = line.find(':');
+    if (colon == std::string_view::npos) return false;
+    auto name = line.substr(0, colon);
+    if (!is_token(name)) return false; // covers whitespace before the colon
+    auto value = trim_ows(line.substr(colon + 1));
+    if (!is_field_value(value)) return false;
+    field.name = name;
+    field.value = value;
+    return true;
+}
+
+} // namespace detail
+
+inline parse_result request_parser::parse_head(std::string_view data, http_request& out) {
+    using detail::iequals;
+    const char* p = data.data();
+    std::string_view head(p + start_, head_end_ - start_);
+    auto first_end = head.find("\r\n");
+    std::string_view line = head.substr(0, first_end);
+
+    // request-line = method SP request-target SP HTTP-version
+    auto sp1 = line.find(' ');
+    if (sp1 == std::string_view::npos) return fail(status::bad_request, "malformed request line");
+    auto sp2 = line.find(' ', sp1 + 1);
+    if (sp2 == std::string_view::npos) return fail(status::bad_request, "malformed request line");
+    auto method = line.substr(0, sp1);
+    auto target = line.substr(sp1 + 1, sp2 - sp1 - 1);
+    auto version = line.substr(sp2 + 1);
+    if (!detail::is_token(method)) return fail(status::bad_request, "invalid method");
+    if (target.empty()) return fail(status::bad_request, "empty request target");
+    for (char c : target)
+        if (!detail::is_target_char(c)) return fail(status::bad_request, "invalid character in request target");
+    if (version.size() != 8 || version.substr(0, 5) != "HTTP/" || version[6] != '.' || version[5] < '0' ||
+        version[5] > '9' || version[7] < '0' || version[7] > '9')
+        return fail(status::bad_request, "malformed HTTP version");
+    if (version == "HTTP/1.1") out.version_ = 11;
+    else if (version == "HTTP/1.0") out.version_ = 10;
+    else return fail(status::http_version_not_supported, "unsupported HTTP version");
+
+    std::string_view path_and_query;
+    if (method == "CONNECT") return fail(status::not_implemented, "CONNECT is not supported");
+    if (target.front() == '/') {
+        path_and_query = target;
+    } else if (target == "*") {
+        if (method != "OPTIONS") return fail(status::bad_request, "asterisk-form is only for OPTIONS");
+        path_and_query = target;
+    } else {
+        // absolute-form: scheme "://" authority path-abempty [ "?" query ]
+        auto scheme_end = target.find("://");
+        if (scheme_end == std::string_view::npos || scheme_end == 0 ||
+            !(iequals(target.substr(0, scheme_end), "http") || iequals(target.substr(0, scheme_end), "https")))
+            return fail(status::bad_request, "invalid request target");
+        auto rest = target.substr(scheme_end + 3);
+        auto slash = rest.find_first_of("/?");
+        path_and_query = slash == std::string_view::npos ? std::string_view("/") : rest.substr(slash);
+        if (!path_and_query.empty() && path_and_query.front() == '?') path_and_query = "/";
+    }
+    auto q = path_and_query.find('?');
+    out.method_ = method;
+    out.target_ = target;
+    out.path_ = path_and_query.substr(0, q);
+    out.query_ = q == std::string_view::npos ? std::string_view() : path_and_query.substr(q + 1);
+
+    // Fields.
+    out.fields_.clear();
+    std::size_t host_count = 0;
+    bool has_length = false, chunked = false;
+    std::size_t length = 0;
+    std::string_view rest = head.substr(first_end + 2);
+    while (rest.size() > 2) {
+        auto end = rest.find("\r\n");
+        auto field_line = rest.substr(0, end);
+        rest.remove_prefix(end + 2);
+        request_field f;
+        if (!field_line.empty() && (field_line.front() == ' ' || field_line.front() == '\t'))
+            return fail(status::bad_request, "obsolete line folding");
+        if (!detail::parse_field_line(field_line, f)) return fail(status::bad_request, "malformed header field");
+        if (out.fields_.size() >= limits_.max_header_count)
+            return fail(status::request_header_fields_too_large, "too many header fields");
+        out.fields_.push_back(f);
+
+        if (iequals(f.name, "host")) {
+            ++host_count;
+            for (char c : f.value)
+                if (!detail::is_host_char(c)) return fail(status::bad_request, "invalid Host");
+        } else if (iequals(f.name, "content-length")) {
+            std::size_t v = 0;
+            if (!detail::parse_decimal(f.value, v)) return fail(status::bad_request, "invalid Content-Length");
+            if (has_length && v != length) return fail(status::bad_request, "conflicting Content-Length");
+            has_length = true;
+            length = v;
+        } else if (iequals(f.name, "transfer-encoding")) {
+            std::string_view list = f.value;
+            while (true) {
+                auto comma = list.find(',');
+                auto coding = detail::trim_ows(list.substr(0, comma));
+                if (coding.empty()) return fail(status::bad_request, "empty transfer coding");
+                if (chunked) return fail(status::bad_request, "chunked must be the last transfer coding");
+                if (iequals(coding, "chunked")) chunked = true;
+                else if (comma == std::string_view::npos) return fail(status::bad_request, "chunked must be the last transfer coding");
+                else if (!detail::is_token(coding)) return fail(status::bad_request, "invalid transfer coding");
+                else return fail(status::not_implemented, "unsupported transfer coding");
+                if (comma == std::string_view::npos) break;
+                list.remove_prefix(comma + 1);
+            }
+        } else if (iequals(f.name, "expect")) {
+            if (!iequals(f.value, "100-continue")) return fail(status::expectation_failed, "unsupported Expect");
+            expect_continue_ = out.version_ == 11;
+        }
+    }
+    bool has_te = chunked;
+    if (out.version_ == 11 && host_count != 1)
+        return fail(status::bad_request, host_count == 0 ? "missing Host" : "more than one Host");
+    if (host_count > 1) return fail(status::bad_request, "more than one Host");
+    if (has_te && has_length) return fail(status::bad_request, "Content-Length with Transfer-Encoding");
+    if (has_te && out.version_ == 10) return fail(status::bad_request, "Transfer-Encoding in HTTP/1.0");
+    if (has_length && length > limits_.max_body_bytes) return fail(status::payload_too_large, "body too large");
+
+    base_ = data.data();
+    out.body_ = {};
+    if (chunked) {
+        phase_ = phase::chunked;
+        chunk_pos_ = head_end_;
+        return {};
+    }
+    if (has_length && length > 0) {
+        content_length_ = length;
+        phase_ = phase::body;
+        return {};
+    }
+    expect_continue_ = false;
+    return complete(head_end_);
+}
+
+// chunked-body = *chunk last-chunk trailer-section CRLF (RFC 9112 section 7.1), decoded incrementally.
+inline parse_result request_parser::parse_chunked(std::string_view data, http_request& out) {
+    const char* p = data.data();
+    while (true) {
+        if (phase_ == phase::trailers) {
+            auto end = data.find("\r\n", chunk_pos_);
+            if (end == std::string_view::npos) {
+                if (data.size() - chunk_pos_ > limits_.max_header_bytes)
+                    return fail(status::request_header_fields_too_large, "trailer too large");
+                return {};
+            }
+            auto line = data.substr(chunk_pos_, end - chunk_pos_);
+            if (line.find('\r') != std::string_view::npos || line.find('\n') != std::string_view::npos)
+                return fail(status::bad_request, "bare CR or LF in trailer");
+            chunk_pos_ = end + 2;
+            if (line.empty()) {
+                out.body_ = chunked_body_;
+                expect_continue_ = false;
+                return complete(chunk_pos_);
+            }
+            request_field f;
+            if (!detail::parse_field_line(line, f)) return fail(status::bad_request, "malformed trailer field");
+            if (++trailer_count_ > limits_.max_header_count)
+                return fail(status::request_header_fields_too_large, "too many trailer fields");
+            continue;
+        }
+        if (in_chunk_data_) {
+            std::size_t available = data.size() - chunk_pos_;
+            std::size_t take = available < chunk_left_ ? available : chunk_left_;
+            chunked_body_.append(p + chunk_pos_, take);
+            chunk_pos_ += take;
+            chunk_left_ -= take;
+            if (chunk_left_ > 0) return {};
+            if (data.size() - chunk_pos_ < 2) return {};
+            if (p[chunk_pos_] != '\r' || p[chunk_pos_ + 1] != '\n')
+                return fail(status::bad_request, "chunk data not followed by CRLF");
+            chunk_pos_ += 2;
+            in_chunk_data_ = false;
+            continue;
+        }
+        // chunk-size [ chunk-ext ] CRLF
+        auto end = data.find("\r\n", chunk_pos_);
+        if (end == std::string_view::npos) {
+            if (data.size() - chunk_pos_ > 4096) return fail(status::bad_request, "chunk size line too long");
+            // A non-hex byte where the size must be can be rejected before the line ends.
+            if (data.size() > chunk_pos_ && detail::hex_value(p[chunk_pos_]) < 0)
+                return fail(status::bad_request, "invalid chunk size");
+            return {};
+        }
+        auto line = data.substr(chunk_pos_, end - chunk_pos_);
+        std::size_t i = 0, size = 0;
+        while (i < line.size() && detail::hex_value(line[i]) >= 0) {
+            if (i >= 16) return fail(status::bad_request, "chunk size overflows");
+            size = size * 16 + static_cast<std::size_t>(detail::hex_value(line[i]));
+            ++i;
+        }
+        if (i == 0) return fail(status::bad_request, "invalid chunk size");
+        auto ext = line.substr(i);
+        // chunk-ext = *( BWS ";" BWS name [ BWS "=" BWS value ] ): only these characters, starting with ';'.
+        auto trimmed = detail::trim_ows(ext);
+        if (!trimmed.empty() && trimmed.front() != ';') return fail(status::bad_request, "invalid chunk extension");
+        for (char c : ext)
+            if (!(detail::is_token_char(c) || c == ';' || c == '=' || c == ' ' || c == '\t' || c == '"'))
+                return fail(status::bad_request, "invalid chunk extension");
+        if (size > limits_.max_body_bytes || chunked_body_.size() + size > limits_.max_body_bytes)
+            return fail(status::payload_too_large, "body too large");
+        chunk_pos_ = end + 2;
+        if (size == 0) {
+            phase_ = phase::trailers;
+            continue;
+        }
+        chunk_left_ = size;
+        in_chunk_data_ = true;
+    }
+}
+
+} // namespace weir
