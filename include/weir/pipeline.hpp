@@ -100,8 +100,7 @@ public:
                       "context types it declares in `using provides = weir::provides<...>` (use "
                       "next(req.with(value)))");
         if constexpr (Async) {
-            if constexpr (link<Chain, I, Request>::is_async) return link<Chain, I, Request>::call(*chain_, req);
-            else return wrap(*chain_, req);
+            return hold(*chain_, req);
         } else {
             static_assert(!link<Chain, I, Request>::is_async || always_false<Passed>,
                           "weir: this stage is a plain function, but a stage or handler after it is a "
@@ -113,8 +112,11 @@ public:
     }
 
 private:
-    static asio::awaitable<reply_type> wrap(Chain& chain, const Request& req) {
-        co_return link<Chain, I, Request>::call(chain, req);
+    // The awaitable keeps its own copy of the request (a pointer and the context values), so
+    // `return next(req.with(value))` from a stage is safe even though the temporary dies before the await.
+    static asio::awaitable<reply_type> hold(Chain& chain, Request req) {
+        if constexpr (link<Chain, I, Request>::is_async) co_return co_await link<Chain, I, Request>::call(chain, req);
+        else co_return link<Chain, I, Request>::call(chain, req);
     }
 
     Chain* chain_;
@@ -201,7 +203,8 @@ using next_result_t = typename Next::result_type;
 template <class Next, class Request, class Edit>
 next_result_t<Next> after_next(Next next, const Request& req, Edit edit) {
     if constexpr (Next::is_async) {
-        return [](Next n, const Request& r, Edit e) -> asio::awaitable<reply_of<Next>> {
+        // The coroutine copies the request: `after_next(next, req.with(value), edit)` stays safe.
+        return [](Next n, Request r, Edit e) -> asio::awaitable<reply_of<Next>> {
             auto value = co_await n(r);
             e(value);
             co_return value;
@@ -240,12 +243,19 @@ public:
     template <class Request>
         requires is_request_v<Request>
     auto operator()(const Request& req) -> typename detail::link<pipeline, 0, Request>::result_type {
-        return detail::link<pipeline, 0, Request>::call(*this, req);
+        if constexpr (detail::link<pipeline, 0, Request>::is_async) return hold(req);
+        else return detail::link<pipeline, 0, Request>::call(*this, req);
     }
 
     parts_type& parts() noexcept { return parts_; }
 
 private:
+    // The awaitable owns its copy of the request, so it may be started after the caller's temporary is gone.
+    template <class Request>
+    asio::awaitable<typename detail::link<pipeline, 0, Request>::reply_type> hold(Request req) {
+        co_return co_await detail::link<pipeline, 0, Request>::call(*this, req);
+    }
+
     parts_type parts_;
 };
 

@@ -35,11 +35,13 @@ enum class segment_kind { literal, param, tail };
 
 struct path_segment {
     segment_kind kind = segment_kind::literal;
-    std::string_view text;
+    std::size_t offset = 0; // where the segment's text starts in the route's path
+    std::size_t length = 0;
 };
 
 // The compiled form of a route path: literal segments, {name} parameters and a final `*` or `{name...}`
-// that captures the rest of the path.
+// that captures the rest of the path. Computed from the characters alone (offsets, not pointers), so it
+// stays a constant expression under every sanitizer.
 template <std::size_t Count>
 struct path_pattern {
     std::array<path_segment, Count> segments{};
@@ -47,43 +49,48 @@ struct path_pattern {
     bool has_tail = false;
 };
 
-constexpr std::size_t count_segments(std::string_view p) {
+template <std::size_t N>
+constexpr std::size_t count_segments(const fixed_string<N>& p) {
     std::size_t n = 0;
-    for (char c : p)
-        if (c == '/') ++n;
+    for (std::size_t i = 0; i + 1 < N; ++i)
+        if (p.data[i] == '/') ++n;
     return n;
 }
 
 template <fixed_string Path>
 constexpr auto compile_path() {
-    constexpr std::string_view p = Path.view();
-    static_assert(!p.empty() && p.front() == '/', "weir: a route path starts with '/'");
-    path_pattern<count_segments(p)> out;
-    std::size_t i = 0;
-    std::string_view rest = p.substr(1);
-    while (true) {
-        auto slash = rest.find('/');
-        auto seg = rest.substr(0, slash);
-        path_segment s;
-        if (seg == "*" || (seg.size() > 5 && seg.front() == '{' && seg.substr(seg.size() - 4) == "...}")) {
-            s.kind = segment_kind::tail;
+    constexpr std::size_t size = sizeof(Path.data) - 1;
+    static_assert(size > 0 && Path.data[0] == '/', "weir: a route path starts with '/'");
+    path_pattern<count_segments(Path)> out;
+    std::size_t index = 0;
+    std::size_t begin = 1;
+    for (std::size_t i = 1; i <= size; ++i) {
+        if (i < size && Path.data[i] != '/') continue;
+        path_segment seg{segment_kind::literal, begin, i - begin};
+        const char* d = Path.data;
+        std::size_t len = seg.length;
+        bool braced = len >= 2 && d[begin] == '{' && d[begin + len - 1] == '}';
+        bool star = len == 1 && d[begin] == '*';
+        bool dots = braced && len > 5 && d[begin + len - 4] == '.' && d[begin + len - 3] == '.' &&
+                    d[begin + len - 2] == '.';
+        if (star || dots) {
+            seg.kind = segment_kind::tail;
             out.has_tail = true;
             ++out.params;
-        } else if (seg.size() >= 2 && seg.front() == '{' && seg.back() == '}') {
-            s.kind = segment_kind::param;
+        } else if (braced) {
+            seg.kind = segment_kind::param;
             ++out.params;
         }
-        s.text = seg;
-        out.segments[i++] = s;
-        if (slash == std::string_view::npos) break;
-        rest.remove_prefix(slash + 1);
+        out.segments[index++] = seg;
+        begin = i + 1;
     }
     return out;
 }
 
-// Matches `path` against the pattern; on success fills `params` with raw (not decoded) views.
+// Matches `path` against the pattern of route path `text`; on success fills `params` with raw (not
+// decoded) views.
 template <std::size_t Count>
-bool match_path(const path_pattern<Count>& pattern, std::string_view path,
+bool match_path(const path_pattern<Count>& pattern, std::string_view text, std::string_view path,
                 std::array<std::string_view, max_path_params>& params) noexcept {
     if (path.empty() || path.front() != '/') return false;
     std::string_view rest = path.substr(1);
@@ -98,7 +105,7 @@ bool match_path(const path_pattern<Count>& pattern, std::string_view path,
         bool last_in_path = slash == std::string_view::npos;
         auto piece = rest.substr(0, slash);
         if (seg.kind == segment_kind::literal) {
-            if (piece != seg.text) return false;
+            if (piece != text.substr(seg.offset, seg.length)) return false;
         } else {
             if (piece.empty()) return false;
             params[p++] = piece;
@@ -311,7 +318,7 @@ private:
         auto try_route = [&](const auto& r) {
             using route_t = std::remove_cvref_t<decltype(r)>;
             std::array<std::string_view, detail::max_path_params> params{};
-            if (m.index == sizeof...(Routes) && detail::match_path(route_t::pattern, path, params)) {
+            if (m.index == sizeof...(Routes) && detail::match_path(route_t::pattern, route_t::path(), path, params)) {
                 if (method_matches(route_t::method(), method)) {
                     m.index = i;
                     m.params = params;
