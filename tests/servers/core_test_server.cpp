@@ -48,7 +48,7 @@ int main(int argc, char** argv) {
             weir::post<"/echo">([](const auto& req) {
                 return weir::response(weir::status::ok, std::string(req.body()), "application/octet-stream");
             }),
-            weir::get<"/slow">([](const auto& req) -> asio::awaitable<weir::response> {
+            weir::get<"/slow">([](const weir::request<>& req) -> asio::awaitable<weir::response> {
                 auto ms = std::stol(req.query_param("ms").value_or("200"));
                 asio::steady_timer t(co_await asio::this_coro::executor, std::chrono::milliseconds(ms));
                 co_await t.async_wait(asio::use_awaitable);
