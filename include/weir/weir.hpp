@@ -1,0 +1,18 @@
+#pragma once
+
+/// Everything weir offers, in one include. Each part also has its own header.
+
+#include <weir/version.hpp>
+
+#include <weir/http/headers.hpp>
+#include <weir/http/parser.hpp>
+#include <weir/http/request.hpp>
+#include <weir/http/response.hpp>
+#include <weir/http/status.hpp>
+
+#include <weir/pipeline.hpp>
+#include <weir/reply.hpp>
+#include <weir/router.hpp>
+#include <weir/server.hpp>
+#include <weir/server_options.hpp>
+#include <weir/upgrade.hpp>
