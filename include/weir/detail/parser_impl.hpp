@@ -84,6 +84,8 @@ inline parse_result request_parser::scan_head(std::string_view data, http_reques
     while (scanned_ < data.size()) {
         const void* nl = std::memchr(p + scanned_, '\n', data.size() - scanned_);
         std::size_t end = nl ? static_cast<std::size_t>(static_cast<const char*>(nl) - p) : data.size();
+        if (nl && (end == line_start_ || p[end - 1] != '\r'))
+            return fail(status::bad_request, "bare LF in the request head");
         // A CR anywhere but right before the LF is a bare CR.
         std::size_t check_to = nl ? end - 1 : (p[data.size() - 1] == '\r' ? data.size() - 1 : data.size());
         if (check_to > scanned_ && std::memchr(p + scanned_, '\r', check_to - scanned_))
@@ -93,7 +95,6 @@ inline parse_result request_parser::scan_head(std::string_view data, http_reques
             else scanned_ = data.size();
             break;
         }
-        if (end == line_start_ || p[end - 1] != '\r') return fail(status::bad_request, "bare LF in the request head");
         std::size_t line_length = end - 1 - line_start_;
         if (line_start_ == start_ && line_length > limits_.max_request_line)
             return fail(status::uri_too_long, "request line too long");

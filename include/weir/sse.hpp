@@ -1,0 +1,7 @@
+#pragma once
+
+/// Server-Sent Events: events, streams as pending upgrades (`weir::pending<weir::sse>`), and a broadcast hub.
+
+#include <weir/sse/event.hpp>
+#include <weir/sse/hub.hpp>
+#include <weir/sse/stream.hpp>
