@@ -48,7 +48,7 @@ constexpr std::string_view page = R"(<!doctype html><meta charset="utf-8"><title
     window.log.push(typeof e.data === "string" ? e.data : Array.from(new Uint8Array(e.data)).join(","));
     if (window.log.length === 2) ws.close(1000, "done");
   };
-  ws.onclose = (e) => { window.closed = e.code; };
+  ws.onclose = (e) => { window.closeCode = e.code; };
 </script>)";
 
 } // namespace
