@@ -3,6 +3,7 @@
 #include <weir/detail/base64.hpp>
 #include <weir/detail/chars.hpp>
 #include <weir/detail/sha1.hpp>
+#include <weir/http/request.hpp>
 #include <weir/http/response.hpp>
 #include <weir/websocket/options.hpp>
 
