@@ -18,7 +18,7 @@ struct server_options {
     bool tcp_nodelay = true;        ///< disable Nagle's algorithm on accepted sockets
     std::size_t max_connections = 10'000; ///< connections over this are closed as soon as accepted
 
-    http_limits limits; ///< request line, header and body limits (414, 431, 413)
+    http_limits limits{}; ///< request line, header and body limits (414, 431, 413)
 
     std::chrono::milliseconds header_timeout{10'000};   ///< a started request head must arrive within this (408)
     std::chrono::milliseconds body_timeout{30'000};     ///< the body must arrive within this after the head (408)
@@ -29,7 +29,7 @@ struct server_options {
     bool handle_signals = true; ///< SIGINT and SIGTERM start a graceful shutdown
 
     /// Where errors are reported (a handler that threw, a failed session). Default: one line on stderr.
-    std::function<void(std::string_view)> error_log;
+    std::function<void(std::string_view)> error_log{};
 };
 
 } // namespace weir

@@ -16,3 +16,7 @@
 #include <weir/server.hpp>
 #include <weir/server_options.hpp>
 #include <weir/upgrade.hpp>
+
+#include <weir/middleware.hpp>
+#include <weir/sse.hpp>
+#include <weir/websocket.hpp>

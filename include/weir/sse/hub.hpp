@@ -19,7 +19,7 @@ namespace weir {
 /// Options of a broadcast hub.
 struct sse_hub_options {
     std::size_t replay_capacity = 1000; ///< published events kept for clients that reconnect with Last-Event-ID
-    sse_options stream;                 ///< options of each subscriber's stream
+    sse_options stream{};                 ///< options of each subscriber's stream
 };
 
 /// A broadcast hub: `publish` encodes an event once and shares the bytes with every subscriber, across

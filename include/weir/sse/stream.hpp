@@ -42,7 +42,7 @@ struct sse_options {
     std::size_t queue_capacity = 1024;
     slow_consumer_policy on_full = slow_consumer_policy::disconnect;
     /// A `retry:` field sent first, if set: the client's reconnection delay.
-    std::optional<unsigned> retry;
+    std::optional<unsigned> retry{};
 };
 
 namespace detail {
@@ -219,6 +219,7 @@ using sse_producer = std::function<asio::awaitable<void>(sse_stream&)>;
 class sse {
 public:
     static constexpr weir::status default_status = weir::status::ok;
+    static constexpr std::string_view name = "sse";
     static constexpr bool commits(weir::status s) noexcept { return to_int(s) >= 200 && to_int(s) < 300; }
 
     sse(sse_producer producer, std::string last_event_id, sse_options options = {})

@@ -526,6 +526,7 @@ using websocket_handler = std::function<asio::awaitable<void>(websocket_connecti
 class websocket {
 public:
     static constexpr weir::status default_status = weir::status::switching_protocols;
+    static constexpr std::string_view name = "websocket";
     static constexpr bool commits(weir::status s) noexcept { return s == weir::status::switching_protocols; }
 
     websocket(websocket_handshake handshake, websocket_handler handler, websocket_options options)

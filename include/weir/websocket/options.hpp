@@ -15,10 +15,10 @@ struct websocket_options {
     std::chrono::milliseconds idle_timeout{75'000};  ///< close a peer silent this long (0: never)
     std::chrono::milliseconds close_timeout{5'000};  ///< wait this long for the peer's close reply
     /// Subprotocols this server speaks, most preferred first; the first one the client also offers is chosen.
-    std::vector<std::string> subprotocols;
+    std::vector<std::string> subprotocols{};
     /// If not empty, a handshake whose Origin is neither listed nor the server's own gets 403. A request
     /// without Origin (not from a browser) is allowed. CORS does not protect WebSockets: this does.
-    std::vector<std::string> allowed_origins;
+    std::vector<std::string> allowed_origins{};
     /// With allowed_origins empty: whether to check that Origin, if present, is the server's own.
     bool same_origin_only = false;
 };
