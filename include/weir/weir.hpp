@@ -16,6 +16,7 @@
 #include <weir/server.hpp>
 #include <weir/server_options.hpp>
 #include <weir/upgrade.hpp>
+#include <weir/utf8.hpp>
 
 #include <weir/middleware.hpp>
 #include <weir/sse.hpp>

@@ -1,0 +1,159 @@
+// chat: a small realtime chat that shows the whole library. Messages are POSTed (or sent over a WebSocket)
+// and reach every subscriber over Server-Sent Events and WebSockets; the same stages put their headers on the
+// page, the event stream's head and the 101.
+//
+//   chat [--bind ADDR] [--port N] [--allow-origin ORIGIN]... [--token T] [--heartbeat-ms MS] [--threads N]
+//
+// Routes: GET / (the page), GET /events (SSE, replays after Last-Event-ID), POST /messages (202), GET /ws.
+
+#include "chat_page.hpp"
+#include "example_options.hpp"
+
+#include <weir/weir.hpp>
+
+#include <charconv>
+#include <memory>
+#include <mutex>
+#include <string>
+#include <vector>
+
+namespace {
+
+// Everyone listening: the SSE hub and the WebSocket sessions. Each message is encoded once per protocol.
+class chat_room {
+public:
+    explicit chat_room(weir::sse_hub_options options) : hub_(std::move(options)) {}
+
+    void publish(std::string text) {
+        weir::sse_event e;
+        e.event = "message";
+        e.data = text;
+        hub_.publish(std::move(e));
+        auto payload = std::make_shared<const std::string>(std::move(text));
+        std::lock_guard lock(mutex_);
+        for (auto& s : sockets_) s->send_shared(payload);
+    }
+
+    template <class Request>
+    weir::pending<weir::sse> subscribe(const Request& req) {
+        return hub_.subscribe(req);
+    }
+
+    void join(std::shared_ptr<weir::websocket_sender> s) {
+        std::lock_guard lock(mutex_);
+        sockets_.push_back(std::move(s));
+    }
+    void leave(const std::shared_ptr<weir::websocket_sender>& s) {
+        std::lock_guard lock(mutex_);
+        std::erase(sockets_, s);
+    }
+
+private:
+    weir::sse_hub hub_;
+    std::mutex mutex_;
+    std::vector<std::shared_ptr<weir::websocket_sender>> sockets_;
+};
+
+// With --token, the event stream, the WebSocket and posting need `Authorization: Bearer T` or `?token=T`
+// (browsers cannot put headers on EventSource or WebSocket requests). The page itself is open.
+struct require_token {
+    std::string token;
+
+    template <class Request, class Next>
+    weir::next_result_t<Next> operator()(const Request& req, Next next) const {
+        if (token.empty() || req.path() == "/" || given(req) == token) return next(req);
+        weir::response r(weir::status::unauthorized, "Unauthorized\n");
+        r.headers().set("WWW-Authenticate", "Bearer realm=\"chat\"");
+        return weir::respond(next, std::move(r));
+    }
+
+    template <class Request>
+    static std::string given(const Request& req) {
+        if (auto h = req.header("authorization"); h && h->size() > 7 && h->substr(0, 7) == "Bearer ")
+            return std::string(h->substr(7));
+        return req.query_param("token").value_or("");
+    }
+};
+
+constexpr std::size_t max_message = 64 * 1024;
+
+} // namespace
+
+int main(int argc, char** argv) {
+    weir::server_options options;
+    options.port = 8080;
+    std::vector<std::string> origins;
+    std::string token;
+    unsigned long heartbeat_ms = 15'000;
+    examples::parse_command_line(
+        argc, argv, options,
+        "[--bind ADDR] [--port N] [--allow-origin ORIGIN]... [--token T] [--heartbeat-ms MS] [--threads N]",
+        [&](std::string_view flag, std::string_view value) {
+            if (flag == "--allow-origin") origins.emplace_back(value);
+            else if (flag == "--token") token = std::string(value);
+            else if (flag == "--heartbeat-ms") {
+                auto [p, ec] = std::from_chars(value.data(), value.data() + value.size(), heartbeat_ms);
+                if (ec != std::errc() || p != value.data() + value.size()) return false;
+            } else return false;
+            return true;
+        });
+
+    weir::sse_hub_options hub_options;
+    hub_options.replay_capacity = 1000;
+    hub_options.stream.heartbeat = std::chrono::milliseconds(heartbeat_ms);
+    auto room = std::make_shared<chat_room>(hub_options);
+
+    weir::websocket_options ws_options;
+    ws_options.max_message_size = max_message;
+    ws_options.allowed_origins = origins;
+    ws_options.same_origin_only = true; // no listed origin: only the page's own
+
+    weir::cors_config cors_config;
+    cors_config.allowed_origins = origins;
+    cors_config.allow_methods = {"GET", "POST"};
+    cors_config.allow_headers = {"Authorization", "Content-Type", "Last-Event-ID"};
+
+    weir::pipeline app{
+        weir::request_id{},
+        weir::security_headers{},
+        weir::cors<weir::cors_credentials::include>(cors_config),
+        require_token{token},
+        weir::router{
+            weir::get<"/">([](const auto&) {
+                // The page is open even with --token: it reads the token from its own URL.
+                return weir::response(weir::status::ok, std::string(examples::chat_page), "text/html; charset=utf-8");
+            }),
+            weir::get<"/events">([room](const auto& req) { return room->subscribe(req); }),
+            weir::post<"/messages">(weir::pipeline{
+                weir::body_limit{max_message},
+                [room](const auto& req) {
+                    if (!weir::is_valid_utf8(req.body()))
+                        return weir::response(weir::status::bad_request, "messages are UTF-8 text\n");
+                    room->publish(std::string(req.body()));
+                    return weir::response(weir::status::accepted);
+                },
+            }),
+            weir::get<"/ws">([room, ws_options](const auto& req) {
+                return weir::accept_websocket(
+                    req,
+                    [room](weir::websocket_connection& ws) -> asio::awaitable<void> {
+                        auto me = ws.sender();
+                        room->join(me);
+                        struct leave_room {
+                            chat_room& room;
+                            std::shared_ptr<weir::websocket_sender> me;
+                            ~leave_room() { room.leave(me); }
+                        } guard{*room, me};
+                        while (auto message = co_await ws.read())
+                            if (!message->binary) room->publish(std::move(message->data));
+                    },
+                    ws_options);
+            }),
+        },
+    };
+
+    weir::server server(std::move(app), options);
+    examples::announce(server.listen());
+    server.run();
+    return 0;
+}
