@@ -51,5 +51,14 @@ report meson-subproject $?
    "$work/plain-app") >"$work/pkg-config-flags.log" 2>&1
 report pkg-config-flags $?
 
+# One version everywhere: the header, meson, vcpkg and conan.
+(
+  v=$(sed -nE 's/#define WEIR_VERSION_(MAJOR|MINOR|PATCH) ([0-9]+)/\2/p' "$root/include/weir/version.hpp" | paste -sd.)
+  grep -q "version : '$v'" "$root/meson.build" &&
+    grep -q "\"version-semver\": \"$v\"" "$root/ports/weir/vcpkg.json" &&
+    grep -q "version = \"$v\"" "$root/conanfile.py"
+) >"$work/version.log" 2>&1
+report version-consistency $?
+
 echo "consumers: $passed passed, $failed failed"
 [ "$failed" -eq 0 ]

@@ -1,0 +1,22 @@
+# weir is header-only: configure without tests or examples, install the headers and the CMake package.
+vcpkg_from_github(
+    OUT_SOURCE_PATH SOURCE_PATH
+    REPO weir-cpp/weir
+    REF "v${VERSION}"
+    SHA512 0
+    HEAD_REF main
+)
+
+vcpkg_cmake_configure(
+    SOURCE_PATH "${SOURCE_PATH}"
+    OPTIONS
+        -DWEIR_BUILD_TESTS=OFF
+        -DWEIR_BUILD_EXAMPLES=OFF
+        -DWEIR_BUILD_BENCH=OFF
+)
+vcpkg_cmake_install()
+vcpkg_cmake_config_fixup(CONFIG_PATH share/weir/cmake)
+vcpkg_fixup_pkgconfig()
+
+file(REMOVE_RECURSE "${CURRENT_PACKAGES_DIR}/debug" "${CURRENT_PACKAGES_DIR}/lib")
+vcpkg_install_copyright(FILE_LIST "${SOURCE_PATH}/LICENSE")
