@@ -7,7 +7,7 @@ cd "$(dirname "$0")/.."
 packages=(build-essential g++ clang-14 cmake ninja-build meson pkg-config libasio-dev libfmt-dev doctest-dev
           zlib1g-dev curl python3 python3-websockets chromium wrk nginx-light git)
 if [ "${WEIR_BENCH_DEPS:-0}" = 1 ]; then
-  packages+=(libboost1.81-dev librestinio-dev libcpp-httplib-dev)
+  packages+=(libboost1.81-dev librestinio-dev libcpp-httplib-dev python3-matplotlib time util-linux)
 fi
 if [ "${WEIR_FUZZ_DEPS:-0}" = 1 ]; then
   packages+=(libclang-rt-14-dev)

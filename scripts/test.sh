@@ -3,6 +3,7 @@
 #   1. GCC, warnings as errors: unit, header, compile-fail, documentation and integration tests;
 #   2. Clang 14, warnings as errors: everything builds; unit and compile-fail tests run;
 #   3. GCC with AddressSanitizer and UndefinedBehaviorSanitizer: unit and integration tests;
+#   3b. GCC with ThreadSanitizer: unit tests and the multi-threaded integration tests;
 #   4. consumers: the ways a project brings weir in (install + find_package, add_subdirectory, ...);
 #   5. fuzzers: each libFuzzer target for a bounded time (WEIR_FUZZ_SECONDS, default 30; 0 skips).
 # Ends with one line "N passed, M failed" over all of them; exits non-zero if anything failed.
@@ -72,6 +73,17 @@ else
   failed=$((failed + 1))
 fi
 unset ASAN_OPTIONS UBSAN_OPTIONS
+
+phase "GCC with ThreadSanitizer: unit tests and the multi-threaded integration tests"
+export TSAN_OPTIONS=halt_on_error=1:second_deadlock_stack=1
+if build build-ci/tsan -DCMAKE_BUILD_TYPE=RelWithDebInfo -DCMAKE_CXX_COMPILER=g++ -DWEIR_SANITIZE=thread; then
+  (cd build-ci/tsan && ctest -j"$jobs" --output-on-failure -R "^unit|integration: test_(threads|sse|chat)$" --timeout 600) 2>&1 | tee "$log_dir/tsan-ctest.log" | tail -5
+  count_ctest "$log_dir/tsan-ctest.log"
+else
+  tail -60 "$log_dir/tsan-build.log" "$log_dir/tsan-configure.log"
+  failed=$((failed + 1))
+fi
+unset TSAN_OPTIONS
 
 phase "consumers"
 if [ -x tests/consumers/run.sh ]; then

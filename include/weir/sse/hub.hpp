@@ -33,25 +33,23 @@ public:
     /// Publishes an event to every subscriber; returns the id it was given. The event's own id is replaced.
     std::uint64_t publish(sse_event event) {
         auto& s = *state_;
-        std::vector<group> targets;
-        std::uint64_t id;
-        {
-            std::lock_guard lock(s.mutex);
-            id = ++s.last_id;
-            event.id = std::to_string(id);
-            auto bytes = std::make_shared<const std::string>(encode(event));
-            s.replay.push_back({id, bytes});
-            while (s.replay.size() > s.options.replay_capacity) s.replay.pop_front();
-            s.prune();
-            targets = s.groups;
-            for (auto& g : targets) g.pending = bytes;
+        std::lock_guard lock(s.mutex);
+        std::uint64_t id = ++s.last_id;
+        event.id = std::to_string(id);
+        auto bytes = std::make_shared<const std::string>(encode(event));
+        s.replay.push_back({id, bytes});
+        while (s.replay.size() > s.options.replay_capacity) s.replay.pop_front();
+        s.prune();
+        // Each event loop gets one delivery task at a time, which takes the loop's waiting events in id order.
+        // (Posting one task per event could reorder them: a post from the loop's own thread is queued apart.)
+        for (auto& g : s.groups) {
+            if (g->subscribers.empty()) continue;
+            g->waiting.push_back({id, bytes});
+            if (!g->scheduled) {
+                g->scheduled = true;
+                asio::post(g->executor, [st = state_, g] { deliver(*st, *g); });
+            }
         }
-        // One post per event loop, not per subscriber: each loop delivers to its own subscribers.
-        for (auto& g : targets)
-            asio::post(g.executor, [subs = std::move(g.subscribers), bytes = std::move(g.pending)] {
-                for (auto& w : subs)
-                    if (auto c = w.lock()) c->push(bytes);
-            });
         return id;
     }
 
@@ -68,8 +66,8 @@ public:
         std::lock_guard lock(state_->mutex);
         std::size_t n = 0;
         for (auto& g : state_->groups)
-            for (auto& w : g.subscribers)
-                if (!w.expired()) ++n;
+            for (auto& sub : g->subscribers)
+                if (!sub.channel.expired()) ++n;
         return n;
     }
 
@@ -84,10 +82,15 @@ private:
         std::uint64_t id;
         std::shared_ptr<const std::string> bytes;
     };
+    struct subscriber {
+        std::weak_ptr<detail::sse_channel> channel;
+        std::uint64_t joined_after; // the last id published before it joined: it gets only later ones live
+    };
     struct group {
         asio::any_io_executor executor;
-        std::vector<std::weak_ptr<detail::sse_channel>> subscribers;
-        std::shared_ptr<const std::string> pending;
+        std::vector<subscriber> subscribers;
+        std::vector<buffered> waiting; // published, not yet delivered on this loop
+        bool scheduled = false;
     };
     struct state {
         explicit state(sse_hub_options o) : options(std::move(o)) {}
@@ -95,13 +98,29 @@ private:
         mutable std::mutex mutex;
         std::uint64_t last_id = 0;
         std::deque<buffered> replay;
-        std::vector<group> groups;
+        std::vector<std::shared_ptr<group>> groups;
 
         void prune() {
             for (auto& g : groups)
-                std::erase_if(g.subscribers, [](auto& w) { return w.expired(); });
+                std::erase_if(g->subscribers, [](auto& sub) { return sub.channel.expired(); });
         }
     };
+
+    // Runs on the group's loop: delivers what waits, in order.
+    static void deliver(state& st, group& g) {
+        std::vector<buffered> events;
+        std::vector<subscriber> subscribers;
+        {
+            std::lock_guard lock(st.mutex);
+            events.swap(g.waiting);
+            subscribers = g.subscribers;
+            g.scheduled = false;
+        }
+        for (auto& sub : subscribers)
+            if (auto c = sub.channel.lock())
+                for (auto& e : events)
+                    if (e.id > sub.joined_after) c->push(e.bytes);
+    }
 
     static asio::awaitable<void> run_subscriber(std::shared_ptr<state> st, sse_stream& out) {
         std::uint64_t after = 0;
@@ -113,9 +132,9 @@ private:
             std::lock_guard lock(st->mutex);
             st->prune();
             auto ex = out.get_executor();
-            auto it = std::find_if(st->groups.begin(), st->groups.end(), [&](auto& g) { return g.executor == ex; });
-            if (it == st->groups.end()) it = st->groups.insert(st->groups.end(), group{ex, {}, {}});
-            it->subscribers.push_back(out.channel());
+            auto it = std::find_if(st->groups.begin(), st->groups.end(), [&](auto& g) { return g->executor == ex; });
+            if (it == st->groups.end()) it = st->groups.insert(st->groups.end(), std::make_shared<group>(group{ex, {}, {}, false}));
+            (*it)->subscribers.push_back({out.channel(), st->last_id});
             if (resume)
                 for (auto& b : st->replay)
                     if (b.id > after) replay.push_back(b.bytes);

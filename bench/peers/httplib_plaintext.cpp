@@ -1,0 +1,19 @@
+// cpp-httplib peer: GET /plaintext with the same three headers (set as default headers).
+#include <httplib.h>
+
+#include <cstdio>
+#include <cstdlib>
+
+int main(int argc, char** argv) {
+    int port = argc > 1 ? std::atoi(argv[1]) : 8080;
+    httplib::Server server;
+    server.set_default_headers({{"Access-Control-Allow-Origin", "*"},
+                                {"X-Content-Type-Options", "nosniff"},
+                                {"X-Frame-Options", "DENY"}});
+    server.Get("/plaintext", [](const httplib::Request&, httplib::Response& res) {
+        res.set_content("Hello, World!", "text/plain");
+    });
+    std::printf("listening on http://127.0.0.1:%d\n", port);
+    std::fflush(stdout);
+    server.listen("127.0.0.1", port);
+}
