@@ -172,8 +172,16 @@ struct link {
 
     static result_type call(Chain& chain, const Request& req) {
         auto& p = std::get<I>(chain.parts());
-        if constexpr (I == last) return convert(p(req));
-        else return convert(p(req, typename traits::next_type(chain)));
+        // A part that returns exactly the link's type is returned as a prvalue: no move per stage.
+        if constexpr (I == last) {
+            if constexpr (std::is_same_v<std::invoke_result_t<decltype(p), const Request&>, result_type>) return p(req);
+            else return convert(p(req));
+        } else {
+            using next_type = typename traits::next_type;
+            if constexpr (std::is_same_v<std::invoke_result_t<decltype(p), const Request&, next_type>, result_type>)
+                return p(req, next_type(chain));
+            else return convert(p(req, next_type(chain)));
+        }
     }
 
 private:
