@@ -147,10 +147,12 @@ def sse_and_ws():
     rows = []
     for subs, events in ((1000, 50), (10000, 10)):
         port = free_port()
-        server = Running([os.path.join(BUILD, "examples", "chat"), "--port", str(port)], port)
+        server = Running([os.path.join(BUILD, "examples", "chat"), "--port", str(port), "--max-connections", "30000"], port)
         try:
             out = sh(["taskset", "-c", "1", load, "sse", str(port), str(subs), str(events)])
             rows.append((f"SSE broadcast to {subs} subscribers", re.search(r"deliveries_per_second=(\d+)", out).group(1) + " deliveries/s", ""))
+        except (subprocess.CalledProcessError, AttributeError) as e:
+            rows.append((f"SSE broadcast to {subs} subscribers", "failed: " + str(getattr(e, "stdout", e)).strip(), ""))
         finally:
             server.stop()
     port = free_port()
@@ -170,7 +172,7 @@ def memory(count=5000):
     for kind, exe, path_kind in (("idle keep-alive HTTP", "chat", "http"), ("idle SSE subscriber", "chat", "sse"),
                                  ("idle WebSocket", "websocket_echo", "ws")):
         port = free_port()
-        server = Running([os.path.join(BUILD, "examples", exe), "--port", str(port)], port)
+        server = Running([os.path.join(BUILD, "examples", exe), "--port", str(port), "--max-connections", "30000"], port)
         try:
             time.sleep(0.3)
             before = server.rss_kb()

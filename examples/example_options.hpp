@@ -45,6 +45,8 @@ inline void parse_command_line(int argc, char** argv, weir::server_options& opti
             auto n = number(flag, value);
             if (n == 0 || n > 256) fail("--threads is between 1 and 256");
             options.threads = static_cast<unsigned>(n);
+        } else if (flag == "--max-connections") {
+            options.max_connections = number(flag, value);
         } else if (!extra || !extra(flag, value)) {
             fail(fmt::format("unknown option {}", flag));
         }

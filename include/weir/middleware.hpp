@@ -9,3 +9,4 @@
 #include <weir/middleware/rate_limit.hpp>
 #include <weir/middleware/request_id.hpp>
 #include <weir/middleware/security_headers.hpp>
+#include <weir/middleware/time_limit.hpp>

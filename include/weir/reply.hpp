@@ -5,6 +5,7 @@
 
 #include <asio/awaitable.hpp>
 
+#include <functional>
 #include <type_traits>
 #include <utility>
 #include <variant>
@@ -42,10 +43,29 @@ public:
     /// The plain response that replaces this upgrade when a stage overrode its status.
     response to_response() && { return response(status_, std::move(headers_)); }
 
+    /// Asks to be told how the session went when it ends (an access log's duration and bytes). Runs on the
+    /// connection's thread; only if the upgrade is committed. Several callbacks run in the order added.
+    void on_end(std::function<void(const upgrade_summary&)> callback) {
+        if (!on_end_) {
+            on_end_ = std::move(callback);
+            return;
+        }
+        on_end_ = [first = std::move(on_end_), then = std::move(callback)](const upgrade_summary& s) {
+            first(s);
+            then(s);
+        };
+    }
+
+    /// Called by the final stage when the session has ended.
+    void ended(const upgrade_summary& summary) {
+        if (on_end_) on_end_(summary);
+    }
+
 private:
     weir::status status_;
     weir::headers headers_;
     P session_;
+    std::function<void(const upgrade_summary&)> on_end_;
 };
 
 /// What a stage or handler returns: a plain response or one of the pending upgrades `Protocols...`.

@@ -6,7 +6,9 @@
 #include <asio/awaitable.hpp>
 #include <asio/ip/tcp.hpp>
 
+#include <chrono>
 #include <concepts>
+#include <cstddef>
 #include <functional>
 #include <string>
 #include <string_view>
@@ -37,6 +39,10 @@ public:
         shutdown_ = std::move(callback);
     }
 
+    /// Counts bytes a protocol wrote to the socket, for the summary given to `pending<P>::on_end` callbacks.
+    void count_written(std::size_t n) noexcept { written_ += n; }
+    std::size_t bytes_written() const noexcept { return written_; }
+
     /// True once the server has begun to shut down.
     bool shutting_down() const noexcept { return shutting_down_; }
 
@@ -51,7 +57,14 @@ private:
     asio::ip::tcp::socket* socket_;
     std::string leftover_;
     std::function<void()> shutdown_;
+    std::size_t written_ = 0;
     bool shutting_down_ = false;
+};
+
+/// How a committed upgrade went, once its session ended.
+struct upgrade_summary {
+    std::chrono::steady_clock::duration duration{}; ///< from the head's write to the session's end
+    std::size_t bytes_written = 0;                  ///< bytes the session wrote after the head
 };
 
 /// A protocol that a reply can upgrade to (SSE, WebSocket ...). The final stage asks it:

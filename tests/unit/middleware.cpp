@@ -1,9 +1,12 @@
 // Every standard stage on every reply alternative: a plain response, a pending SSE head and a pending 101.
 #include <weir/middleware.hpp>
 #include <weir/middleware/compression.hpp>
+#include <weir/router.hpp>
 
 #include <asio/co_spawn.hpp>
 #include <asio/io_context.hpp>
+#include <asio/steady_timer.hpp>
+#include <asio/this_coro.hpp>
 #include <asio/use_future.hpp>
 #include <weir/sse.hpp>
 #include <weir/websocket.hpp>
@@ -242,4 +245,42 @@ TEST_CASE("access_log writes one line per request, naming upgrades") {
     CHECK(lines[2].find("status=101 ") != std::string::npos);
     CHECK(lines[2].find("kind=websocket") != std::string::npos);
     CHECK(lines[2].find("request_id=-") == std::string::npos);
+}
+
+TEST_CASE("time_limit answers 503 when a coroutine handler takes too long, and cancels it") {
+    static bool finished = false;
+    weir::pipeline app{weir::time_limit{std::chrono::milliseconds(50)},
+                       weir::router{weir::get<"/slow">([](const weir::request<>&) -> asio::awaitable<weir::response> {
+                                        asio::steady_timer t(co_await asio::this_coro::executor, std::chrono::seconds(5));
+                                        co_await t.async_wait(asio::use_awaitable);
+                                        finished = true;
+                                        co_return weir::response(weir::status::ok);
+                                    }),
+                                    weir::get<"/fast">([](const weir::request<>&) -> asio::awaitable<weir::response> {
+                                        co_return weir::response(weir::status::ok, "fast");
+                                    })}};
+    auto call = [&](std::string_view path) {
+        auto m = base_request(path);
+        asio::io_context io;
+        auto f = asio::co_spawn(io, app(weir::request<>(m)), asio::use_future);
+        io.run();
+        return f.get();
+    };
+    auto slow = call("/slow");
+    CHECK(slow.status() == weir::status::service_unavailable);
+    CHECK(slow.headers().get("Retry-After") == "1");
+    CHECK(!finished);
+    CHECK(call("/fast").status() == weir::status::ok);
+}
+
+TEST_CASE("access_log adds a line with duration and bytes when a committed upgrade ends") {
+    std::vector<std::string> lines;
+    weir::pipeline app{weir::access_log{[&](std::string_view l) { lines.emplace_back(l); }}, handler};
+    auto r = run(app, "/sse");
+    auto* p = r.get_if<weir::pending<weir::sse>>();
+    REQUIRE(p != nullptr);
+    p->ended(weir::upgrade_summary{std::chrono::milliseconds(1500), 4096});
+    REQUIRE(lines.size() == 2);
+    CHECK(lines[1].find("kind=sse") != std::string::npos);
+    CHECK(lines[1].find("event=end stream_ms=1500 stream_bytes=4096") != std::string::npos);
 }

@@ -307,12 +307,18 @@ private:
         std::string leftover(buffered().substr(consumed));
         upgraded_connection link(socket_, std::move(leftover));
         upgraded_ = &link; // the protocol keeps its own timeouts; the watchdog stays asleep (handling_)
+        auto started = clock::now();
         try {
             co_await session.run(link);
         } catch (const std::exception& e) {
             report_error(options_, fmt::format("upgraded session ended with an error: {}", e.what()));
         }
         upgraded_ = nullptr;
+        try {
+            p->ended(upgrade_summary{clock::now() - started, link.bytes_written()});
+        } catch (const std::exception& e) {
+            report_error(options_, fmt::format("an on_end callback failed: {}", e.what()));
+        }
     }
 
     asio::ip::tcp::socket socket_;

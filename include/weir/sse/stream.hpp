@@ -53,8 +53,8 @@ class sse_channel : public std::enable_shared_from_this<sse_channel> {
 public:
     using bytes = std::shared_ptr<const std::string>;
 
-    sse_channel(asio::ip::tcp::socket& socket, sse_options options)
-        : socket_(socket), options_(options), wake_(socket.get_executor()), room_(socket.get_executor()) {
+    sse_channel(asio::ip::tcp::socket& socket, sse_options options, upgraded_connection* counter = nullptr)
+        : counter_(counter), socket_(socket), options_(options), wake_(socket.get_executor()), room_(socket.get_executor()) {
         wake_.expires_at(asio::steady_timer::time_point::max());
         room_.expires_at(asio::steady_timer::time_point::max());
     }
@@ -134,6 +134,7 @@ private:
             asio::error_code ec;
             std::size_t n = co_await asio::async_write(socket_, buffers, asio::redirect_error(asio::use_awaitable, ec));
             written_ += n;
+            if (counter_) counter_->count_written(n);
             writing.clear();
             if (ec) co_return;
         }
@@ -154,6 +155,7 @@ private:
         return beat;
     }
 
+    upgraded_connection* counter_;
     asio::ip::tcp::socket& socket_;
     sse_options options_;
     asio::steady_timer wake_;
@@ -236,7 +238,7 @@ public:
 
     asio::awaitable<void> run(upgraded_connection& connection) {
         using namespace asio::experimental::awaitable_operators;
-        auto channel = std::make_shared<detail::sse_channel>(connection.socket(), options_);
+        auto channel = std::make_shared<detail::sse_channel>(connection.socket(), options_, &connection);
         sse_stream stream(channel, last_event_id_);
         connection.on_shutdown([weak = std::weak_ptr<detail::sse_channel>(channel)] {
             if (auto c = weak.lock()) c->finish();

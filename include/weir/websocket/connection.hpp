@@ -125,6 +125,9 @@ public:
         shut();
     }
 
+    // Where the session's written bytes are counted (the connection's summary).
+    void count_into(upgraded_connection* counter) noexcept { counter_ = counter; }
+
     // Called on the executor when the server shuts down.
     void going_away() { start_close(1001, "server shutting down"); }
 
@@ -445,7 +448,8 @@ private:
                 buffers.emplace_back(asio::buffer(*batch[i].payload));
             }
             asio::error_code ec;
-            co_await asio::async_write(socket_, buffers, asio::redirect_error(asio::use_awaitable, ec));
+            std::size_t n = co_await asio::async_write(socket_, buffers, asio::redirect_error(asio::use_awaitable, ec));
+            if (counter_) counter_->count_written(n);
             if (ec) co_return;
             if (has_close) {
                 close_sent_ = true;
@@ -481,6 +485,7 @@ private:
     }
 
     asio::ip::tcp::socket& socket_;
+    upgraded_connection* counter_ = nullptr;
     websocket_options options_;
     std::string subprotocol_;
     std::string in_;
@@ -548,6 +553,7 @@ public:
     asio::awaitable<void> run(upgraded_connection& connection) {
         auto session = std::make_shared<websocket_connection>(connection.socket(), options_, handshake_.subprotocol,
                                                               connection.take_leftover());
+        session->count_into(&connection);
         connection.on_shutdown([weak = std::weak_ptr<websocket_connection>(session)] {
             if (auto s = weak.lock()) s->going_away();
         });
