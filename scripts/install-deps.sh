@@ -7,7 +7,7 @@ cd "$(dirname "$0")/.."
 packages=(build-essential g++ clang-14 cmake ninja-build meson pkg-config libasio-dev libfmt-dev doctest-dev
           zlib1g-dev curl python3 python3-websockets chromium wrk nginx-light git)
 if [ "${WEIR_BENCH_DEPS:-0}" = 1 ]; then
-  packages+=(libboost1.81-dev librestinio-dev libcpp-httplib-dev python3-matplotlib time util-linux)
+  packages+=(libboost1.81-dev librestinio-dev libcpp-httplib-dev gnuplot-nox time util-linux)
 fi
 if [ "${WEIR_FUZZ_DEPS:-0}" = 1 ]; then
   packages+=(libclang-rt-14-dev)
@@ -16,9 +16,14 @@ fi
 command -v node >/dev/null 2>&1 || packages+=(nodejs)
 command -v npm >/dev/null 2>&1 || packages+=(npm)
 
+arch=$(dpkg --print-architecture)
+installed() { # multi-arch packages answer only to their qualified name
+  dpkg -s "$1" 2>/dev/null | grep -q "^Status: install ok installed" ||
+    dpkg -s "$1:$arch" 2>/dev/null | grep -q "^Status: install ok installed"
+}
 missing=()
 for p in "${packages[@]}"; do
-  dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
+  installed "$p" || missing+=("$p")
 done
 if [ ${#missing[@]} -gt 0 ]; then
   echo "installing: ${missing[*]}"

@@ -305,6 +305,7 @@ private:
         append(out_, "\r\n");
         if (!co_await flush()) co_return;
         std::string leftover(buffered().substr(consumed));
+        release_buffers(); // a stream or session may live for hours: keep only what it uses
         upgraded_connection link(socket_, std::move(leftover));
         upgraded_ = &link; // the protocol keeps its own timeouts; the watchdog stays asleep (handling_)
         auto started = clock::now();
@@ -319,6 +320,13 @@ private:
         } catch (const std::exception& e) {
             report_error(options_, fmt::format("an on_end callback failed: {}", e.what()));
         }
+    }
+
+    void release_buffers() {
+        std::string().swap(buffer_);
+        std::string().swap(out_);
+        begin_ = end_ = 0;
+        parser_ = request_parser(options_.limits);
     }
 
     asio::ip::tcp::socket socket_;

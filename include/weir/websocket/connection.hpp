@@ -210,7 +210,7 @@ private:
                 pos_ = 0;
             }
             std::size_t old = in_.size();
-            std::size_t want = std::max<std::size_t>(n - (in_.size() - pos_), 16 * 1024);
+            std::size_t want = std::max<std::size_t>(n - (in_.size() - pos_), 4 * 1024);
             in_.resize(old + want);
             asio::error_code ec;
             std::size_t got = co_await socket_.async_read_some(asio::buffer(in_.data() + old, want),

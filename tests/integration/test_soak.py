@@ -1,0 +1,186 @@
+"""Soak and fault test, bounded in time, loopback only. Against the chat on two threads: SSE and WebSocket
+subscribers that stay and read everything, while others churn (random disconnects), leave half-open sockets,
+drop mid-handshake, and read slowly. Checks: the server never crashes, every published message reaches every
+client that stayed and kept reading, in order, and file descriptors and memory return near their baseline.
+
+Scale with WEIR_SOAK_SCALE (1: the CI size, about 20 s; 10: 5000 SSE and 1000 WebSocket clients for minutes)."""
+
+import asyncio
+import base64
+import os
+import random
+import re
+import time
+
+import websockets
+
+from weir_harness import Results, Server, expect
+
+R = Results()
+SCALE = float(os.environ.get("WEIR_SOAK_SCALE", "1"))
+STAY_SSE = int(300 * SCALE) if SCALE < 10 else 5000
+STAY_WS = int(100 * SCALE) if SCALE < 10 else 1000
+DURATION = 15 * SCALE if SCALE < 10 else 180
+rng = random.Random(1234)
+
+
+def fds(pid):
+    return len(os.listdir(f"/proc/{pid}/fd"))
+
+
+def rss_mb(pid):
+    with open(f"/proc/{pid}/status") as f:
+        return int(re.search(r"VmRSS:\s+(\d+)", f.read()).group(1)) / 1024
+
+
+async def sse_stayer(host, port, seen, ready):
+    reader, writer = await asyncio.open_connection(host, port)
+    writer.write(b"GET /events HTTP/1.1\r\nHost: x\r\n\r\n")
+    await writer.drain()
+    buf = b""
+    while b"\r\n\r\n" not in buf:
+        buf += await reader.read(4096)
+    buf = buf.split(b"\r\n\r\n", 1)[1]
+    ready.append(1)
+    try:
+        while True:
+            for m in re.finditer(rb"data: (soak \d+)\n", buf):
+                seen.append(m.group(1).decode())
+            buf = buf[buf.rfind(b"\n\n") + 2:] if b"\n\n" in buf else buf
+            chunk = await reader.read(65536)
+            if not chunk:
+                return
+            buf += chunk
+    except (asyncio.CancelledError, ConnectionError):
+        writer.close()
+
+
+async def ws_stayer(url, seen, ready):
+    async with websockets.connect(url, max_queue=None) as ws:
+        ready.append(1)
+        try:
+            async for message in ws:
+                if message.startswith("soak "):
+                    seen.append(message)
+        except asyncio.CancelledError:
+            pass
+
+
+async def churner(host, port, url, stop):
+    held = []
+    while not stop.is_set():
+        kind = rng.choice(["sse", "ws", "half-open", "mid-handshake", "slow", "garbage"])
+        try:
+            if kind == "sse":
+                r, w = await asyncio.open_connection(host, port)
+                w.write(b"GET /events HTTP/1.1\r\nHost: x\r\n\r\n")
+                await w.drain()
+                await asyncio.sleep(rng.uniform(0, 0.5))
+                w.close()
+            elif kind == "ws":
+                async with websockets.connect(url) as ws:
+                    await ws.send("churn says hi")
+                    await asyncio.sleep(rng.uniform(0, 0.5))
+            elif kind == "half-open":
+                r, w = await asyncio.open_connection(host, port)
+                w.write(b"GET /events HTTP/1.1\r\nHo")
+                held.append(w)
+            elif kind == "mid-handshake":
+                r, w = await asyncio.open_connection(host, port)
+                key = base64.b64encode(os.urandom(16))
+                w.write(b"GET /ws HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Key: " + key)
+                await w.drain()
+                w.close()
+            elif kind == "slow":
+                r, w = await asyncio.open_connection(host, port)
+                w.write(b"GET /events HTTP/1.1\r\nHost: x\r\n\r\n")
+                held.append(w)  # never reads
+            else:
+                r, w = await asyncio.open_connection(host, port)
+                w.write(os.urandom(rng.randint(1, 300)))
+                await w.drain()
+                w.close()
+        except (OSError, websockets.WebSocketException, asyncio.TimeoutError):
+            pass
+        await asyncio.sleep(rng.uniform(0, 0.05))
+    for w in held:
+        w.close()
+
+
+async def publisher(host, port, stop, published):
+    reader, writer = await asyncio.open_connection(host, port)
+    n = 0
+    while not stop.is_set():
+        body = f"soak {n}".encode()
+        writer.write(b"POST /messages HTTP/1.1\r\nHost: x\r\nContent-Length: %d\r\n\r\n" % len(body) + body)
+        await writer.drain()
+        head = b""
+        while b"\r\n\r\n" not in head:
+            head += await reader.read(4096)
+        expect(head.startswith(b"HTTP/1.1 202"), head[:40])
+        published.append(f"soak {n}")
+        n += 1
+        await asyncio.sleep(0.02)
+    writer.close()
+
+
+async def soak(srv):
+    pid = srv.proc.pid
+    # Warm up: each event loop creates its reactor's descriptors on its first connection.
+    for _ in range(4):
+        r, w = await asyncio.open_connection(srv.host, srv.port)
+        w.write(b"GET / HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+        await r.read()
+        w.close()
+    await asyncio.sleep(0.3)
+    base_fds, base_rss = fds(pid), rss_mb(pid)
+    url = srv.url.replace("http://", "ws://") + "/ws"
+    sse_seen = [[] for _ in range(STAY_SSE)]
+    ws_seen = [[] for _ in range(STAY_WS)]
+    ready = []
+    stayers = [asyncio.create_task(sse_stayer(srv.host, srv.port, s, ready)) for s in sse_seen]
+    for s in ws_seen:
+        stayers.append(asyncio.create_task(ws_stayer(url, s, ready)))
+        await asyncio.sleep(0)
+    deadline = time.monotonic() + 60
+    while len(ready) < STAY_SSE + STAY_WS and time.monotonic() < deadline:
+        await asyncio.sleep(0.1)
+    expect(len(ready) == STAY_SSE + STAY_WS, f"{len(ready)} stayers connected")
+    stop = asyncio.Event()
+    published = []
+    churners = [asyncio.create_task(churner(srv.host, srv.port, url, stop)) for _ in range(8)]
+    pub = asyncio.create_task(publisher(srv.host, srv.port, stop, published))
+    await asyncio.sleep(DURATION)
+    stop.set()
+    await asyncio.gather(pub, *churners)
+    # Let the last messages arrive.
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline and not all(len(s) >= len(published) for s in sse_seen + ws_seen):
+        await asyncio.sleep(0.2)
+    peak_fds = fds(pid)
+    for t in stayers:
+        t.cancel()
+    await asyncio.gather(*stayers, return_exceptions=True)
+    for i, s in enumerate(sse_seen):
+        expect(s == published, f"SSE stayer {i}: {len(s)} of {len(published)} messages, in order")
+    for i, s in enumerate(ws_seen):
+        expect(s == published, f"WebSocket stayer {i}: {len(s)} of {len(published)} messages, in order")
+    deadline = time.monotonic() + 30
+    while fds(pid) > base_fds + 2 and time.monotonic() < deadline:
+        await asyncio.sleep(0.2)
+    if fds(pid) > base_fds + 2:
+        import subprocess
+        print(subprocess.run(["ss", "-tanp"], capture_output=True, text=True).stdout, flush=True)
+    expect(fds(pid) <= base_fds + 2, f"file descriptors back to baseline: {base_fds} then {peak_fds}, now {fds(pid)}")
+    rss_after = rss_mb(pid)
+    expect(rss_after < base_rss + 64, f"memory near baseline: {base_rss:.0f} MB then {rss_after:.0f} MB")
+    print(f"published {len(published)} messages to {STAY_SSE} SSE and {STAY_WS} WebSocket stayers; "
+          f"fds {base_fds} -> {peak_fds} -> {fds(pid)}; RSS {base_rss:.0f} -> {rss_after:.0f} MB", flush=True)
+
+
+with Server("chat", "--threads", "2", "--max-connections", "30000", "--heartbeat-ms", "1000") as srv:
+    R.check(f"soak: {STAY_SSE} SSE and {STAY_WS} WebSocket clients stay and get everything while others churn",
+            lambda: asyncio.run(soak(srv)))
+    R.check("soak: the server is alive and exits 0", lambda: expect(srv.stop() == 0, "exit status"))
+
+R.finish()
