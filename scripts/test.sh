@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Installs what is missing, then builds and runs weir's whole test suite:
-#   1. GCC, warnings as errors: unit, header, compile-fail, documentation and integration tests;
+#   1. GCC, warnings as errors: unit, header, compile-fail, documentation and integration tests; builds bench/;
 #   2. Clang 14, warnings as errors: everything builds; unit and compile-fail tests run;
 #   3. GCC with AddressSanitizer and UndefinedBehaviorSanitizer: unit and integration tests;
 #   3b. GCC with ThreadSanitizer: unit tests and the multi-threaded integration tests;
@@ -9,7 +9,7 @@
 # Ends with one line "N passed, M failed" over all of them; exits non-zero if anything failed.
 set -uo pipefail
 cd "$(dirname "$0")/.."
-WEIR_FUZZ_DEPS=1 bash scripts/install-deps.sh || { echo "dependency installation failed"; echo "0 passed, 1 failed"; exit 1; }
+WEIR_FUZZ_DEPS=1 WEIR_BENCH_DEPS=1 bash scripts/install-deps.sh || { echo "dependency installation failed"; echo "0 passed, 1 failed"; exit 1; }
 
 jobs=$(nproc)
 passed=0
@@ -46,7 +46,7 @@ build() {
 }
 
 phase "GCC, -Werror, all tests"
-if build build-ci/gcc -DCMAKE_BUILD_TYPE=RelWithDebInfo -DCMAKE_CXX_COMPILER=g++ -DWEIR_WERROR=ON; then
+if build build-ci/gcc -DCMAKE_BUILD_TYPE=RelWithDebInfo -DCMAKE_CXX_COMPILER=g++ -DWEIR_WERROR=ON -DWEIR_BUILD_BENCH=ON; then
   (cd build-ci/gcc && ctest -j"$jobs" --output-on-failure --timeout 300) 2>&1 | tee "$log_dir/gcc-ctest.log" | grep -vE "^ +[0-9]+/[0-9]+ Test +#[0-9]+: .* Passed" || true
   count_ctest "$log_dir/gcc-ctest.log"
 else
