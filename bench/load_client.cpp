@@ -173,7 +173,7 @@ int idle_mode(unsigned short port, int count, const std::string& kind) {
             co_await s->async_connect(target(port), asio::use_awaitable);
             std::string req = kind == "ws"    ? ws_handshake
                               : kind == "sse" ? "GET /events HTTP/1.1\r\nHost: localhost\r\n\r\n"
-                                              : "GET / HTTP/1.1\r\nHost: localhost\r\n\r\n";
+                                              : "GET /plaintext HTTP/1.1\r\nHost: localhost\r\n\r\n";
             co_await asio::async_write(*s, asio::buffer(req), asio::use_awaitable);
             std::string rest;
             co_await read_head(*s, rest);

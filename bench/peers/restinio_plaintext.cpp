@@ -1,4 +1,5 @@
-// RESTinio peer: single-threaded, GET /plaintext with the same three headers.
+// RESTinio peer: single-threaded, GET /plaintext with the same three headers. Pipelining is on (RESTinio
+// takes one request at a time by default) and Nagle is off, as in the other servers.
 #include <restinio/all.hpp>
 
 #include <cstdio>
@@ -11,6 +12,10 @@ int main(int argc, char** argv) {
     restinio::run(restinio::on_this_thread()
                       .port(port)
                       .address("127.0.0.1")
+                      .max_pipelined_requests(16)
+                      .socket_options_setter([](auto& options) {
+                          options.set_option(restinio::asio_ns::ip::tcp::no_delay{true});
+                      })
                       .request_handler([](auto req) {
                           if (req->header().request_target() != "/plaintext") return restinio::request_rejected();
                           return req->create_response()

@@ -48,6 +48,9 @@ template <class App>
 class connection final : public connection_base, public std::enable_shared_from_this<connection<App>> {
     using clock = std::chrono::steady_clock;
     static constexpr std::size_t initial_buffer = 4096;
+    // Buffers that grew past this for one large message are freed once emptied. Above the 64 KiB of pipelined
+    // responses that may wait in out_, so steady pipelining never reallocates.
+    static constexpr std::size_t max_kept_buffer = 128 * 1024;
 
 public:
     connection(asio::ip::tcp::socket socket, App& app, const server_options& options)
@@ -162,6 +165,7 @@ private:
             handling_ = handling;
         }
         out_.clear();
+        if (out_.capacity() > max_kept_buffer) std::string().swap(out_); // one large response, not for ever
         co_return !ec;
     }
 
@@ -228,12 +232,15 @@ private:
             std::size_t consumed = result.consumed;
             bool upgraded = false;
             try {
-                if constexpr (is_awaitable_v<decltype(app_(std::declval<const request<>&>()))>) {
-                    auto r = co_await app_(request<>(message_));
+                // The app may return a bare response or pending<P>: commit takes the reply it converts to.
+                using app_result = decltype(app_(std::declval<const request<>&>()));
+                using reply_type = reply_for_t<app_result>;
+                if constexpr (is_awaitable_v<app_result>) {
+                    reply_type r = co_await app_(request<>(message_));
                     keep_alive = keep_alive && !shutting_down_; // a shutdown may have begun meanwhile
                     upgraded = co_await commit(r, consumed, head, keep_alive);
                 } else {
-                    auto r = app_(request<>(message_));
+                    reply_type r = app_(request<>(message_));
                     keep_alive = keep_alive && !shutting_down_;
                     upgraded = co_await commit(r, consumed, head, keep_alive);
                 }
@@ -245,7 +252,10 @@ private:
             handling_ = false;
             if (upgraded) co_return;
             begin_ += consumed;
-            if (begin_ == end_) begin_ = end_ = 0;
+            if (begin_ == end_) {
+                begin_ = end_ = 0;
+                if (buffer_.size() > max_kept_buffer) std::string().swap(buffer_); // read_more allocates again
+            }
             if (!keep_alive || close_after_) {
                 co_await flush();
                 co_return;
@@ -303,6 +313,7 @@ private:
         append_head_start(out_, p->status(), p->headers());
         session.write_protocol_fields(out_);
         append(out_, "\r\n");
+        p->headers() = weir::headers(); // written: a stream or session may live for hours
         if (!co_await flush()) co_return;
         std::string leftover(buffered().substr(consumed));
         release_buffers(); // a stream or session may live for hours: keep only what it uses
@@ -327,6 +338,7 @@ private:
         std::string().swap(out_);
         begin_ = end_ = 0;
         parser_ = request_parser(options_.limits);
+        message_ = http_request(); // its views pointed into buffer_
     }
 
     asio::ip::tcp::socket socket_;
