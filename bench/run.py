@@ -488,9 +488,10 @@ def write_report(plain, names, micro_out, stream_rows, mem, comp, started, elaps
                      f"{r['busy'] * 100:.0f}% | {ratio(r['rps'], b and b['rps'])} | {ratio(r['rps'], x and x['rps'])} | "
                      f"{ratio(r['cpu_us'], b and b['cpu_us'])} |")
         L.append("")
-    L += ["† In at least one round, other processes used more than a quarter of a CPU during all three attempts",
-          "at this measurement; its req/s is the least reliable number on the page.", "",
-          "![requests per second](benchmarks.png)", ""]
+    if any(r.get("disturbed") for r in plain.values()):
+        L += ["† In at least one round, other processes used more than a quarter of a CPU during all three",
+              "attempts at this measurement; its req/s is the least reliable number on the page.", ""]
+    L += ["![requests per second](benchmarks.png)", ""]
 
     # Targets: judged on requests per second, as they are stated; the same ratio in CPU time per request is
     # shown beside, since it is the measure other processes disturb least.
