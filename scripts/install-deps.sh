@@ -1,6 +1,8 @@
 #!/usr/bin/env bash
-# Installs what weir's build, tests, demo and benchmarks need on Debian 12, as root. Idempotent and
-# non-interactive; fast when everything is already there.
+# Installs what weir's build, tests and demo need on Debian 12 (as root, or through sudo). Idempotent and
+# non-interactive; when everything is there it asks dpkg once and returns without touching the network.
+#   WEIR_BENCH_DEPS=1  also the benchmark peers (Boost.Beast, RESTinio, cpp-httplib) and gnuplot
+#   WEIR_FUZZ_DEPS=1   also clang's libFuzzer runtime
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -12,29 +14,36 @@ fi
 if [ "${WEIR_FUZZ_DEPS:-0}" = 1 ]; then
   packages+=(libclang-rt-14-dev)
 fi
-# Node.js may come from elsewhere; only ask Debian for it when there is none.
-command -v node >/dev/null 2>&1 || packages+=(nodejs)
-command -v npm >/dev/null 2>&1 || packages+=(npm)
+# Node.js may come from elsewhere (nvm, nodesource, a container image): ask Debian only when none works.
+node --version >/dev/null 2>&1 || packages+=(nodejs)
+npm --version >/dev/null 2>&1 || packages+=(npm)
 
-arch=$(dpkg --print-architecture)
-installed() { # multi-arch packages answer only to their qualified name
-  dpkg -s "$1" 2>/dev/null | grep -q "^Status: install ok installed" ||
-    dpkg -s "$1:$arch" 2>/dev/null | grep -q "^Status: install ok installed"
-}
+# One dpkg query for all of them. Multi-arch packages answer as NAME:ARCH, so the suffix is dropped.
+installed=$(dpkg-query -W -f '${binary:Package} ${db:Status-Abbrev}\n' "${packages[@]}" 2>/dev/null |
+            awk '$2 == "ii" { sub(/:.*/, "", $1); print $1 }' || true)
 missing=()
 for p in "${packages[@]}"; do
-  installed "$p" || missing+=("$p")
+  grep -qxF "$p" <<<"$installed" || missing+=("$p")
 done
+
 if [ ${#missing[@]} -gt 0 ]; then
   echo "installing: ${missing[*]}"
-  SUDO=""
-  [ "$(id -u)" -eq 0 ] || SUDO=sudo
+  sudo=()
+  [ "$(id -u)" -eq 0 ] || sudo=(sudo)
   export DEBIAN_FRONTEND=noninteractive
-  $SUDO apt-get update -qq
-  $SUDO apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+  "${sudo[@]}" apt-get update -qq
+  "${sudo[@]}" env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends \
+    -o Dpkg::Options::=--force-confdef -o Dpkg::Options::=--force-confold "${missing[@]}" >/dev/null
 fi
 
-# The integration tests' Node clients (ws, eventsource, eventsource-parser, playwright-core).
-if [ ! -d tests/integration/node_modules/ws ] || [ ! -d tests/integration/node_modules/playwright-core ]; then
-  (cd tests/integration && npm ci --no-audit --no-fund --loglevel=error)
+# The integration tests' Node clients (ws, eventsource, eventsource-parser, playwright-core), pinned by
+# tests/integration/package-lock.json. Reinstalled when the lock file is newer than what was installed.
+integration=tests/integration
+if [ ! -f "$integration/node_modules/.package-lock.json" ] ||
+   [ "$integration/package-lock.json" -nt "$integration/node_modules/.package-lock.json" ]; then
+  if [ -f "$integration/package-lock.json" ]; then
+    (cd "$integration" && npm ci --no-audit --no-fund --loglevel=error)
+  else
+    (cd "$integration" && npm install --no-audit --no-fund --loglevel=error)
+  fi
 fi
