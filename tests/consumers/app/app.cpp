@@ -1,7 +1,12 @@
-// A consumer of weir: builds a pipeline and a server type, and checks the version macros.
+// A consumer of weir: builds a pipeline and a server type, and checks the version macros. With
+// WEIR_HAS_ZLIB (CMake: weir::zlib) it also runs the gzip stage, which is what needs zlib linked.
 #include <weir/weir.hpp>
+#ifdef WEIR_HAS_ZLIB
+#include <weir/middleware/compression.hpp>
+#endif
 
 #include <cstdio>
+#include <string>
 
 static_assert(WEIR_VERSION_MAJOR >= 0);
 
@@ -15,7 +20,13 @@ int main() {
     options.port = 0;
     weir::server server(std::move(app), options);
     (void)server.listen();
+    bool ok = reply.status() == weir::status::ok;
+#ifdef WEIR_HAS_ZLIB
+    std::string zipped;
+    ok = ok && weir::compression::gzip(std::string(4096, 'a'), zipped, 6) && zipped.size() < 4096;
+    std::printf("gzip: %zu bytes\n", zipped.size());
+#endif
     std::printf("weir %d.%d.%d: %u\n", WEIR_VERSION_MAJOR, WEIR_VERSION_MINOR, WEIR_VERSION_PATCH,
                 weir::to_int(reply.status()));
-    return reply.status() == weir::status::ok ? 0 : 1;
+    return ok ? 0 : 1;
 }
