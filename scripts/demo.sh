@@ -1,9 +1,10 @@
 #!/usr/bin/env bash
-# Installs what is missing, builds weir's examples and starts the chat demo on http://127.0.0.1:8080.
+# Installs what the demo needs when missing (compiler, CMake, Asio, fmt, zlib; not the test clients), builds
+# weir's examples and starts the chat demo on http://127.0.0.1:8080.
 #   scripts/demo.sh [chat options]      e.g. scripts/demo.sh --bind 0.0.0.0 --port 9000
 set -euo pipefail
 cd "$(dirname "$0")/.."
-bash scripts/install-deps.sh
+WEIR_DEMO_ONLY=1 bash scripts/install-deps.sh
 cmake -S . -B build -G Ninja -DCMAKE_BUILD_TYPE=Release -DWEIR_BUILD_TESTS=OFF -DWEIR_BUILD_EXAMPLES=ON >/dev/null
 cmake --build build -j"$(nproc)"
 demo=build/examples/chat
