@@ -14,7 +14,8 @@
 //   received COUNT FIRST_NS LAST_NS CLOSED  (sse) printed once every subscriber has read "event: message",
 //                                           with the CLOCK_MONOTONIC times of the first and last receipt
 //
-// Standard input: "report" prints the `received` line as it stands; "quit" or end of input exits, closing all.
+// Standard input: "report" prints the `received` line as it stands; "reset" forgets the event (for the next
+// one); "quit" or end of input exits, closing all.
 // It gives up (exit 1) when not ready within 120 s, and exits after 600 s whatever happens.
 
 #include <arpa/inet.h>
@@ -177,6 +178,12 @@ struct client {
         }
     }
 
+    void reset() {
+        for (auto& c : conns) c.got_event = false;
+        received = 0;
+        first_receipt = last_receipt = 0;
+    }
+
     void print_received() const {
         std::printf("received %zu %lld %lld %zu\n", received, static_cast<long long>(first_receipt),
                     static_cast<long long>(last_receipt), closed);
@@ -248,6 +255,10 @@ int main(int argc, char** argv) {
                     input.erase(0, nl + 1);
                     if (line == "quit") return 0;
                     if (line == "report") cl.print_received();
+                    if (line == "reset") {
+                        cl.reset();
+                        all_received_printed = false;
+                    }
                 }
                 continue;
             }
