@@ -631,10 +631,11 @@ def idle_scale_section(r):
           "in the server's RSS.", "",
           f"**At 1,000,000 subscribers per machine** (server RSS only, at {per:,.0f} B each): "
           f"{per * 1e6 / 2**30:.1f} GiB, against",
-          f"{IDLE_TARGETS['sse'] * 1e6 / 2**30:.1f} GiB at the 1.5 KB target. A machine also needs 1,000,000 "
-          "descriptors: with 20,000",
-          "per process that is at least 50 server processes (or a raised hard limit), and several loopback or",
-          "real addresses on the client side.", "",
+          f"{IDLE_TARGETS['sse'] * 1e6 / 2**30:.1f} GiB at the 1.5 KB target; and, at the idle CPU measured here, "
+          f"{r['idle_cpu'] * 1e6 / n:.1f} cores kept busy by",
+          "idle subscribers alone (each stream has its own heartbeat timer). A machine also needs 1,000,000",
+          "descriptors: with 20,000 per process that is at least 50 server processes (or a raised hard limit), and",
+          "on the client side 1,000,000 / 28,000 ephemeral ports = 36 or more source addresses.", "",
           f"### RSS per idle connection, by kind ({k:,} connections each)", "",
           f"Growth of the server's VmRSS while {k:,} idle connections of one kind are open, divided by {k:,}, after one",
           "warm-up connection of that kind; a fresh server for each kind. The old build's numbers are issue #14's.",
