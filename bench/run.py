@@ -536,7 +536,8 @@ def idle_scale():
                         "others_busy": max(0.0, others)})
                     time.sleep(0.5)
     out["per_subscriber"] = (out["rss_after_kb"] - out["rss_before_kb"]) * 1024 / SCALE_SUBSCRIBERS
-    log(f"  {SCALE_SUBSCRIBERS} connected in {out['connect_seconds']:.2f} s, {out['per_subscriber']:.0f} B per subscriber, "
+    log(f"  {SCALE_SUBSCRIBERS} connected in {out['connect_seconds']:.2f} s, "
+        f"{out['per_subscriber']:.0f} B per subscriber, "
         f"RSS {out['rss_after_kb'] / 1024:.1f} MB, events to all {[e['all_ms'] for e in out['events']]} ms")
 
     out["kinds"] = {}
@@ -573,7 +574,8 @@ def idle_scale_section(r):
     total_mb = r["rss_after_kb"] / 1024
     per = r["per_subscriber"]
     L = [IDLE_BEGIN, f"## Idle connections at scale (`bench/weir_streams.cpp`, {n:,} SSE subscribers)", "",
-         f"Re-run with `python3 bench/run.py --only idle-scale` (3 to 6 minutes: it waits up to 30 s for a quiet machine before each event; rewrites this section only).",
+         "Re-run with `python3 bench/run.py --only idle-scale` (3 to 6 minutes: it waits up to 30 s for a quiet",
+         "machine before each event; it rewrites this section only).",
          f"Measured {r['when']} on weir {r['weir']}.", "",
          f"One server thread pinned to core 0 holds {n:,} idle subscribers of its SSE hub (`GET /events`), opened by",
          f"{r['clients']} `bench/idle_client.cpp` processes pinned to core 1, at most {r['per_client']:,} connections "
@@ -637,10 +639,12 @@ def idle_scale_section(r):
           "descriptors: with 20,000 per process that is at least 50 server processes (or a raised hard limit), and",
           "on the client side 1,000,000 / 28,000 ephemeral ports = 36 or more source addresses.", "",
           f"### RSS per idle connection, by kind ({k:,} connections each)", "",
-          f"Growth of the server's VmRSS while {k:,} idle connections of one kind are open, divided by {k:,}, after one",
+          f"Growth of the server's VmRSS while {k:,} idle connections of one kind are open, divided by {k:,}, "
+          "after one",
           "warm-up connection of that kind; a fresh server for each kind. The old build's numbers are issue #14's.",
           "*Server CPU per connect* is the server's CPU time while they connected, divided by their number; *while",
-          f"idle* is its CPU time over {IDLE_CPU_SECONDS} s with all of them open and silent (what timers and heartbeats "
+          f"idle* is its CPU time over {IDLE_CPU_SECONDS} s with all of them open and silent (what timers and "
+          "heartbeats "
           "cost; 10 ms ticks).",
           "", "| connection | server RSS per connection | target | | old build | time to connect all | "
           "server CPU per connect | server CPU while idle |",
