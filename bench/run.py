@@ -623,6 +623,11 @@ def idle_scale_section(r):
         L.append(f"| {i} | {first} | {last} | {e['server_cpu_ms']:.0f} ms | {e['clients_cpu_ms']:.0f} ms | "
                  f"{e['others_busy']:.1f} |")
     closed = max(e["closed"] for e in events)
+    others = min(e["others_busy"] for e in events)
+    if others >= DISTURBED:
+        L += ["", f"**Other processes used {others:.1f} or more of the machine's {os.cpu_count()} CPUs during every "
+              "event**: the wall times are",
+              "inflated by waiting for a core; the server's CPU time is not, and alone it bounds delivery from below."]
     L += ["",
           "Delivery is timed from just before the POST is sent to the last subscriber's read, both taken from",
           "`CLOCK_MONOTONIC` (the clients timestamp each subscriber's receipt; the maximum over all is reported),",
