@@ -4,7 +4,10 @@ nginx, all from Debian packages) in Release in build-bench/, runs the servers in
 with the server pinned to core 0 and the load generator to core 1, and writes docs/benchmarks.md and
 docs/benchmarks.png (gnuplot).
 
-    bench/run.py [--quick] [--rounds N] [--duration SECONDS] [--no-build]
+    bench/run.py [--quick] [--rounds N] [--duration SECONDS] [--no-build] [--only idle-scale]
+
+`--only idle-scale` runs only the idle-connections-at-scale measurement (3 to 6 minutes) and rewrites that
+section of docs/benchmarks.md, leaving the rest of the page as it is.
 
 Loopback only; every load is bounded in time. The machine is assumed noisy: the page reports ratios, and the
 server's own CPU time per request next to requests per second, since it does not count time other processes
@@ -12,12 +15,14 @@ took from the server's core.
 """
 
 import argparse
+import math
 import datetime
 import json
 import os
 import platform
 import re
 import resource
+import select
 import shlex
 import shutil
 import signal
@@ -46,6 +51,9 @@ def parse_args():
     p.add_argument("--no-build", action="store_true", help="use what build-bench/ holds")
     p.add_argument("--report-only", action="store_true",
                    help="rewrite the page from the last run's results (build-bench/results.json)")
+    p.add_argument("--only", choices=["idle-scale"],
+                   help="run one mode alone and rewrite its section of the page")
+    p.add_argument("--build-dir", help="build directory (default build-bench/)")
     a = p.parse_args()
     a.rounds = a.rounds or (1 if a.quick else 2)
     a.duration = a.duration or (3 if a.quick else 8)
@@ -53,6 +61,7 @@ def parse_args():
 
 
 ARGS = None
+BUILD_TARGETS = {"idle-scale": ["weir_streams", "weir_idle"]}
 
 
 def sh(cmd, **kw):
@@ -80,15 +89,16 @@ def wait_port(port, timeout=15):
     raise RuntimeError(f"nothing listens on {port}")
 
 
-def build():
-    env = dict(os.environ, WEIR_BENCH_DEPS="1")
+def build(targets=None):
+    """Everything, or only `targets` (whose Debian packages the library's own dependencies cover)."""
+    env = dict(os.environ, WEIR_BENCH_DEPS="0" if targets else "1")
     subprocess.run(["bash", os.path.join(ROOT, "scripts/install-deps.sh")], check=True, env=env)
     log("configuring and building build-bench/ (Release, -O2)")
     # Examples too: their compile commands are what the compile-time table measures.
     sh(["cmake", "-S", ROOT, "-B", BUILD, "-G", "Ninja", "-DCMAKE_BUILD_TYPE=Release",
         "-DCMAKE_CXX_FLAGS_RELEASE=-O2 -DNDEBUG", "-DCMAKE_EXPORT_COMPILE_COMMANDS=ON", "-DWEIR_BUILD_BENCH=ON",
         "-DWEIR_BUILD_TESTS=OFF", "-DWEIR_BUILD_EXAMPLES=ON"])
-    sh(["cmake", "--build", BUILD, "-j", str(os.cpu_count())])
+    sh(["cmake", "--build", BUILD, "-j", str(os.cpu_count())] + (["--target", *targets] if targets else []))
 
 
 def bench_exe(name):
@@ -355,6 +365,339 @@ def memory(count=5000):
     return rows
 
 
+# --- idle connections at scale --------------------------------------------------------------------------
+
+SCALE_SUBSCRIBERS = 19000  # the per-process descriptor limit here is 20,000; the server keeps a few for itself
+KIND_COUNT = 10000
+PER_CLIENT = 5000          # connections per client process, each from its own source address
+IDLE_TARGETS = {"http": 1024, "sse": 1536, "ws": 2048}  # bytes of server RSS per idle connection
+SCALE_RSS_TARGET_MB = 40
+SCALE_DELIVERY_TARGET_MS = 250
+SCALE_EVENTS = 5           # published one after another, each once the previous one reached every subscriber
+IDLE_CPU_SECONDS = 4       # how long the server's CPU time is watched while every connection is idle
+IDLE_BEGIN, IDLE_END = "<!-- idle-scale: begin -->", "<!-- idle-scale: end -->"
+
+
+class IdleClients:
+    """`count` idle connections of one kind from weir_idle processes pinned to core 1, at most PER_CLIENT each,
+    each process binding its sockets to its own source address (127.0.0.2, 127.0.0.3, ...) so that no address
+    runs out of ephemeral ports. Waits until every connection has its response head."""
+
+    def __init__(self, port, count, kind, first_source=2):
+        processes = max(1, math.ceil(count / PER_CLIENT))
+        shares = [count // processes + (i < count % processes) for i in range(processes)]
+        self.procs, self.buffers = [], []
+        start = time.monotonic()
+        try:
+            for i, n in enumerate(shares):
+                self.procs.append(subprocess.Popen(
+                    ["taskset", "-c", "1", bench_exe("weir_idle"), str(port), f"127.0.0.{first_source + i}",
+                     str(n), kind], stdin=subprocess.PIPE, stdout=subprocess.PIPE, bufsize=0))
+                self.buffers.append(b"")
+            lines = [self.line(i, time.monotonic() + 150) for i in range(len(self.procs))]
+            self.seconds = time.monotonic() - start
+            for line in lines:
+                f = line.split() if line else []
+                if len(f) != 4 or f[0] != "ready" or f[3] != "0":
+                    raise RuntimeError(f"idle {kind} client did not connect all: {line!r}")
+        except BaseException:
+            self.close()
+            raise
+
+    def line(self, i, deadline):
+        """The next line from client i, or None at the deadline."""
+        proc = self.procs[i]
+        while b"\n" not in self.buffers[i]:
+            left = deadline - time.monotonic()
+            if left <= 0 or not select.select([proc.stdout], [], [], left)[0]:
+                return None
+            chunk = os.read(proc.stdout.fileno(), 4096)
+            if not chunk:
+                return None
+            self.buffers[i] += chunk
+        line, self.buffers[i] = self.buffers[i].split(b"\n", 1)
+        return line.decode()
+
+    def received(self, timeout=30):
+        """(subscribers that read the event, first and last receipt in CLOCK_MONOTONIC ns, closed) over all."""
+        deadline = time.monotonic() + timeout
+        total, first, last, closed = 0, None, None, 0
+        for i, proc in enumerate(self.procs):
+            line = self.line(i, deadline)
+            if line is None:  # not every subscriber has it: ask how far it got
+                proc.stdin.write(b"report\n")
+                line = self.line(i, time.monotonic() + 5) or "received 0 0 0 0"
+            _, n, f, l, c = line.split()
+            total, closed = total + int(n), closed + int(c)
+            if int(n):
+                first = int(f) if first is None else min(first, int(f))
+                last = int(l) if last is None else max(last, int(l))
+        return total, first, last, closed
+
+    def reset(self):
+        for proc in self.procs:
+            proc.stdin.write(b"reset\n")
+
+    def close(self):
+        for proc in self.procs:
+            try:
+                proc.stdin.write(b"quit\n")
+                proc.stdin.close()
+            except OSError:
+                pass
+        for proc in self.procs:
+            try:
+                proc.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait()
+            proc.stdout.close()
+
+    def cpu_seconds(self):
+        return sum(cpu_seconds(proc.pid) for proc in self.procs)
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.close()
+
+
+def publish(port):
+    """POSTs one event to the hub; returns CLOCK_MONOTONIC ns taken just before the request is sent."""
+    body = b"one event for every subscriber"
+    with socket.create_connection(("127.0.0.1", port), timeout=10) as s:
+        req = b"POST /messages HTTP/1.1\r\nHost: localhost\r\nContent-Length: %d\r\n\r\n%s" % (len(body), body)
+        t0 = time.monotonic_ns()
+        s.sendall(req)
+        resp = b""
+        while b"\r\n\r\n" not in resp:
+            chunk = s.recv(4096)
+            if not chunk:
+                break
+            resp += chunk
+    if not resp.startswith(b"HTTP/1.1 202"):
+        raise RuntimeError(f"publish answered {resp[:40]!r}")
+    return t0
+
+
+def idle_cpu(pid):
+    """The share of one core the server uses while its connections are idle (timers, heartbeats)."""
+    before, t = cpu_seconds(pid), time.monotonic()
+    time.sleep(IDLE_CPU_SECONDS)
+    return (cpu_seconds(pid) - before) / (time.monotonic() - t)
+
+
+def streams_server(port):
+    return Running([bench_exe("weir_streams"), "--port", str(port), "--max-connections", "30000"], port)
+
+
+def idle_scale():
+    """19,000 idle SSE hub subscribers in one server: its RSS, the time to connect them, the time one event
+    takes to reach them all; then server RSS per idle connection of each kind at 10,000 connections."""
+    out = {"subscribers": SCALE_SUBSCRIBERS, "kind_count": KIND_COUNT, "per_client": PER_CLIENT}
+    log(f"idle scale: {SCALE_SUBSCRIBERS} SSE subscribers")
+    wait_for_quiet(30)
+    port = free_port()
+    with streams_server(port) as srv:
+        with open(f"/proc/{srv.proc.pid}/limits") as f:
+            out["server_nofile"] = re.search(r"Max open files\s+(\d+)", f.read()).group(1)
+        time.sleep(0.3)
+        out["rss_fresh_kb"] = rss_kb(srv.proc.pid)
+        with IdleClients(port, 1, "sse", first_source=1) as warm:
+            time.sleep(0.3)
+            out["rss_before_kb"] = rss_kb(srv.proc.pid)
+            cpu_before = cpu_seconds(srv.proc.pid)
+            with IdleClients(port, SCALE_SUBSCRIBERS, "sse") as subs:
+                out["connect_seconds"] = subs.seconds
+                out["connect_server_cpu"] = cpu_seconds(srv.proc.pid) - cpu_before
+                out["clients"] = len(subs.procs)
+                time.sleep(1)
+                out["rss_after_kb"] = rss_kb(srv.proc.pid)
+                out["idle_cpu"] = idle_cpu(srv.proc.pid)
+                out["events"] = []
+                for _ in range(SCALE_EVENTS):
+                    wait_for_quiet(30)
+                    for c in (warm, subs):
+                        c.reset()
+                    machine_before, cpu_before = machine_times(), cpu_seconds(srv.proc.pid)
+                    clients_before, wall_before = subs.cpu_seconds() + warm.cpu_seconds(), time.monotonic()
+                    t0 = publish(port)
+                    total, first, last, closed = subs.received()
+                    w = warm.received()
+                    server_cpu = cpu_seconds(srv.proc.pid) - cpu_before
+                    clients_cpu = subs.cpu_seconds() + warm.cpu_seconds() - clients_before
+                    others = busy_since(machine_before) - (server_cpu + clients_cpu) / (time.monotonic() - wall_before)
+                    out["events"].append({
+                        "delivered": total + w[0], "closed": closed + w[3],
+                        "first_ms": (first - t0) / 1e6 if first else None,
+                        "all_ms": (max(last, w[2] or 0) - t0) / 1e6 if last else None,
+                        "server_cpu_ms": server_cpu * 1000, "clients_cpu_ms": clients_cpu * 1000,
+                        "others_busy": max(0.0, others)})
+                    time.sleep(0.5)
+    out["per_subscriber"] = (out["rss_after_kb"] - out["rss_before_kb"]) * 1024 / SCALE_SUBSCRIBERS
+    log(f"  {SCALE_SUBSCRIBERS} connected in {out['connect_seconds']:.2f} s, "
+        f"{out['per_subscriber']:.0f} B per subscriber, "
+        f"RSS {out['rss_after_kb'] / 1024:.1f} MB, events to all {[e['all_ms'] for e in out['events']]} ms")
+
+    out["kinds"] = {}
+    for kind in ("http", "sse", "ws"):
+        log(f"idle scale: {KIND_COUNT} x {kind}")
+        port = free_port()
+        with streams_server(port) as srv:
+            with IdleClients(port, 1, kind, first_source=1):
+                time.sleep(0.3)
+                before = rss_kb(srv.proc.pid)
+                cpu_before = cpu_seconds(srv.proc.pid)
+                with IdleClients(port, KIND_COUNT, kind) as conns:
+                    connect_cpu = cpu_seconds(srv.proc.pid) - cpu_before
+                    time.sleep(1)
+                    after = rss_kb(srv.proc.pid)
+                    idle = idle_cpu(srv.proc.pid)
+                    log(f"  closing {KIND_COUNT} connections and the server")
+        out["kinds"][kind] = {"before_kb": before, "after_kb": after, "connect_seconds": conns.seconds,
+                              "connect_server_cpu": connect_cpu, "idle_cpu": idle,
+                              "per_connection": (after - before) * 1024 / KIND_COUNT}
+        log(f"  {out['kinds'][kind]['per_connection']:.0f} B per connection, connected in {conns.seconds:.2f} s")
+    return out
+
+
+def idle_scale_section(r):
+    """The page's section for idle_scale()'s results, between markers so that `--only idle-scale` can replace it."""
+    def verdict(met):
+        return "met" if met else "**missed**"
+
+    n, k = r["subscribers"], r["kind_count"]
+    labels = {"http": "idle keep-alive HTTP (after one GET)", "sse": "idle SSE hub subscriber",
+              "ws": "idle WebSocket"}
+    old = {"http": 8492, "sse": 13745, "ws": 22681}
+    total_mb = r["rss_after_kb"] / 1024
+    per = r["per_subscriber"]
+    L = [IDLE_BEGIN, f"## Idle connections at scale (`bench/weir_streams.cpp`, {n:,} SSE subscribers)", "",
+         "Re-run with `python3 bench/run.py --only idle-scale` (3 to 6 minutes: it waits up to 30 s for a quiet",
+         "machine before each event; it rewrites this section only).",
+         f"Measured {r['when']} on weir {r['weir']}.", "",
+         f"One server thread pinned to core 0 holds {n:,} idle subscribers of its SSE hub (`GET /events`), opened by",
+         f"{r['clients']} `bench/idle_client.cpp` processes pinned to core 1, at most {r['per_client']:,} connections "
+         "each, each binding its",
+         "sockets to its own source address (127.0.0.2, 127.0.0.3, ...) so that no address runs out of ephemeral",
+         "ports. The per-process limit on open files is 20,000 here (hard limit); `weir_streams` raises its soft",
+         f"limit to the hard limit at start (the server ran with {int(r['server_nofile']):,}). RSS is VmRSS from "
+         "`/proc`; *before* is",
+         "with one warm-up subscriber connected, so the difference is what the subscribers add.", "",
+         "| measure | value | target | |", "| --- | ---: | ---: | --- |",
+         f"| server RSS, fresh | {r['rss_fresh_kb'] / 1024:.1f} MB | | |",
+         f"| server RSS before (one warm-up subscriber) | {r['rss_before_kb'] / 1024:.1f} MB | | |",
+         f"| server RSS with {n:,} idle subscribers | {total_mb:.1f} MB | <= {SCALE_RSS_TARGET_MB} MB | "
+         f"{verdict(total_mb <= SCALE_RSS_TARGET_MB)} |",
+         f"| RSS per subscriber | {per:,.0f} B | <= {IDLE_TARGETS['sse']:,} B | "
+         f"{verdict(per <= IDLE_TARGETS['sse'])} |",
+         f"| time to connect all {n:,} (connect, request, response head; 128 at a time per client) | "
+         f"{r['connect_seconds']:.2f} s | | |",
+         f"| server CPU time meanwhile (accepting and subscribing them) | {r['connect_server_cpu']:.2f} s "
+         f"({r['connect_server_cpu'] * 1e6 / n:.0f} µs each) | | |",
+         f"| server CPU while all are idle (SSE heartbeats every 15 s, deadlines) | "
+         f"{r['idle_cpu'] * 100:.1f}% of a core | | |"]
+    events = r["events"]
+    complete = [e["all_ms"] for e in events if e["all_ms"] is not None and e["delivered"] == n + 1]
+    if len(complete) == len(events):
+        best, mid = min(complete), statistics.median(complete)
+        L.append(f"| one event published (POST /messages) until every subscriber has read it, best of "
+                 f"{len(events)} | {best:.0f} ms | <= {SCALE_DELIVERY_TARGET_MS} ms | "
+                 f"{verdict(best <= SCALE_DELIVERY_TARGET_MS)} |")
+        L.append(f"| ... median of {len(events)} | {mid:.0f} ms | | |")
+        cpu = min(e["server_cpu_ms"] for e in events)
+        L.append(f"| server CPU time for one event's delivery to all, least of {len(events)} | {cpu:.0f} ms | | |")
+    else:
+        L.append(f"| one event published until every subscriber has read it | not every subscriber read "
+                 f"{len(events) - len(complete)} of {len(events)} events within 30 s | "
+                 f"<= {SCALE_DELIVERY_TARGET_MS} ms | **missed** |")
+    L += ["", "Each event, published once the previous one had reached every subscriber (the warm-up one too):", "",
+          "| event | until the first has it | until all have it | server CPU time | clients' CPU time | "
+          "CPUs other processes used |", "| ---: | ---: | ---: | ---: | ---: | ---: |"]
+    for i, e in enumerate(events, 1):
+        first = f"{e['first_ms']:.1f} ms" if e["first_ms"] is not None else "–"
+        last = f"{e['all_ms']:.0f} ms" if e["all_ms"] is not None else "–"
+        if e["delivered"] != n + 1:
+            last += f" ({e['delivered']:,} of {n + 1:,} had it)"
+        L.append(f"| {i} | {first} | {last} | {e['server_cpu_ms']:.0f} ms | {e['clients_cpu_ms']:.0f} ms | "
+                 f"{e['others_busy']:.1f} |")
+    closed = max(e["closed"] for e in events)
+    others = min(e["others_busy"] for e in events)
+    if others >= DISTURBED:
+        L += ["", f"**Other processes used {others:.1f} or more of the machine's {os.cpu_count()} CPUs during every "
+              "event**: the wall times are",
+              "inflated by waiting for a core; the server's CPU time is not, and alone it bounds delivery from below."]
+    L += ["",
+          "Delivery is timed from just before the POST is sent to the last subscriber's read, both taken from",
+          "`CLOCK_MONOTONIC` (the clients timestamp each subscriber's receipt; the maximum over all is reported),",
+          f"so it includes the clients' own reading of {n:,} sockets on core 1. CPU times are user + system time from",
+          "`/proc` over the same span (10 ms ticks); the server's does not count time other processes took from core",
+          "0, so on a shared machine it is the steadier measure: delivery cannot take less wall time than that.",
+          f"Connections the server closed while idle: {closed}. Kernel memory for the sockets (slab, buffers) is not",
+          "in the server's RSS.", "",
+          f"**At 1,000,000 subscribers per machine** (server RSS only, at {per:,.0f} B each): "
+          f"{per * 1e6 / 2**30:.1f} GiB, against",
+          f"{IDLE_TARGETS['sse'] * 1e6 / 2**30:.1f} GiB at the 1.5 KB target; and, at the idle CPU measured here, "
+          f"{r['idle_cpu'] * 1e6 / n:.1f} cores kept busy by",
+          "idle subscribers alone (each stream has its own heartbeat timer). A machine also needs 1,000,000",
+          "descriptors: with 20,000 per process that is at least 50 server processes (or a raised hard limit), and",
+          "on the client side 1,000,000 / 28,000 ephemeral ports = 36 or more source addresses.", "",
+          f"### RSS per idle connection, by kind ({k:,} connections each)", "",
+          f"Growth of the server's VmRSS while {k:,} idle connections of one kind are open, divided by {k:,}, "
+          "after one",
+          "warm-up connection of that kind; a fresh server for each kind. The old build's numbers are issue #14's.",
+          "*Server CPU per connect* is the server's CPU time while they connected, divided by their number; *while",
+          f"idle* is its CPU time over {IDLE_CPU_SECONDS} s with all of them open and silent (what timers and "
+          "heartbeats "
+          "cost; 10 ms ticks).",
+          "", "| connection | server RSS per connection | target | | old build | time to connect all | "
+          "server CPU per connect | server CPU while idle |",
+          "| --- | ---: | ---: | --- | ---: | ---: | ---: | ---: |"]
+    for kind, label in labels.items():
+        v = r["kinds"][kind]["per_connection"]
+        L.append(f"| {label} | {v:,.0f} B | <= {IDLE_TARGETS[kind]:,} B | {verdict(v <= IDLE_TARGETS[kind])} | "
+                 f"{old[kind]:,} B | {r['kinds'][kind]['connect_seconds']:.2f} s | "
+                 f"{r['kinds'][kind]['connect_server_cpu'] * 1e6 / k:.0f} µs | "
+                 f"{r['kinds'][kind]['idle_cpu'] * 100:.1f}% of a core |")
+    L += ["", IDLE_END]
+    return L
+
+
+def existing_idle_scale_section():
+    path = os.path.join(ROOT, "docs/benchmarks.md")
+    if not os.path.exists(path):
+        return None
+    with open(path) as f:
+        text = f.read()
+    if IDLE_BEGIN not in text or IDLE_END not in text:
+        return None
+    return text[text.index(IDLE_BEGIN):text.index(IDLE_END) + len(IDLE_END)].split("\n")
+
+
+def splice_idle_scale(lines):
+    """Replaces the section in docs/benchmarks.md, or puts it before the compile-time section."""
+    path = os.path.join(ROOT, "docs/benchmarks.md")
+    with open(path) as f:
+        text = f.read()
+    section = "\n".join(lines)
+    if IDLE_BEGIN in text and IDLE_END in text:
+        text = text[:text.index(IDLE_BEGIN)] + section + text[text.index(IDLE_END) + len(IDLE_END):]
+    else:
+        anchor = "## Compile time and peak memory"
+        i = text.index(anchor) if anchor in text else len(text)
+        text = text[:i] + section + "\n\n" + text[i:]
+    with open(path, "w") as f:
+        f.write(text)
+
+
+def run_idle_scale():
+    r = idle_scale()
+    r["when"] = f"{datetime.datetime.utcnow():%Y-%m-%d %H:%M} UTC"
+    r["weir"] = versions()["weir"]
+    return r
+
+
 # --- compile time ----------------------------------------------------------------------------------------
 
 COMPILE_UNITS = [
@@ -451,9 +794,9 @@ def machine():
             "versions": versions()}
 
 
-def write_report(plain, names, micro_out, stream_rows, mem, comp, started, elapsed, env):
+def write_report(plain, names, micro_out, stream_rows, mem, comp, started, elapsed, env, scale=None):
     L = ["# Benchmarks", "",
-         "Generated by `bench/run.py` (about 10 minutes on a quiet machine; it waits for quiet). Every server answers",
+         "Generated by `bench/run.py` (about 15 minutes on a quiet machine; it waits for quiet). Every server answers",
          "`GET /plaintext` with `Hello, World!` and `Access-Control-Allow-Origin`, `X-Content-Type-Options` and",
          "`X-Frame-Options`, keeps connections alive and runs on one thread pinned to core 0; the load generator",
          "(`wrk -t1`, or `bench/load_client.cpp`) runs on core 1; loopback only. Servers are interleaved",
@@ -560,6 +903,9 @@ def write_report(plain, names, micro_out, stream_rows, mem, comp, started, elaps
           "| connection | server RSS per connection |", "| --- | ---: |"]
     L += [f"| {label} | {v / 1024:.1f} KB |" for label, v in mem.values()]
 
+    section = idle_scale_section(scale) if scale else existing_idle_scale_section()
+    if section:
+        L += [""] + section
     base = next((s for n, s, _ in comp if n.startswith("bare Asio")), None)
     L += ["", "## Compile time and peak memory of one translation unit", "",
           "Each unit compiled with its own command from the Release build (`-O2 -DNDEBUG`, C++20, g++), user +",
@@ -611,16 +957,29 @@ unset multiplot
 
 
 def main():
-    global ARGS, NOISY_STARTS
+    global ARGS, NOISY_STARTS, BUILD
     ARGS = parse_args()
+    if ARGS.build_dir:
+        BUILD = os.path.abspath(ARGS.build_dir)
     saved = os.path.join(BUILD, "results.json")
+    if ARGS.only == "idle-scale":
+        if not ARGS.no_build:
+            build(BUILD_TARGETS["idle-scale"])
+        r = run_idle_scale()
+        os.makedirs(BUILD, exist_ok=True)
+        with open(os.path.join(BUILD, "idle_scale.json"), "w") as f:
+            json.dump(r, f, indent=1)
+        splice_idle_scale(idle_scale_section(r))
+        log("rewrote the idle-scale section of docs/benchmarks.md")
+        return
     if ARGS.report_only:
         with open(saved) as f:
             r = json.load(f)
         ARGS.rounds, ARGS.duration, NOISY_STARTS = r["rounds"], r["duration"], r["noisy_starts"]
         plain = {tuple(k.split("\t")): v for k, v in r["plain"].items()}
         write_report(plain, r["names"], r["micro"], r["streams"], r["memory"], r["compile"],
-                     datetime.datetime.fromisoformat(r["started"]), r["elapsed"], r.get("machine") or machine())
+                     datetime.datetime.fromisoformat(r["started"]), r["elapsed"], r.get("machine") or machine(),
+                     r.get("idle_scale"))
         chart(plain, r["names"])
         log("rewrote docs/benchmarks.md and docs/benchmarks.png from", saved)
         return
@@ -633,6 +992,7 @@ def main():
     micro_out = micro()
     stream_rows = streams()
     mem = memory()
+    scale = run_idle_scale()
     comp = compile_times()
     elapsed = time.monotonic() - t0
     env = machine()
@@ -640,8 +1000,8 @@ def main():
         json.dump({"rounds": ARGS.rounds, "duration": ARGS.duration, "noisy_starts": NOISY_STARTS,
                    "plain": {"\t".join(k): v for k, v in plain.items()}, "names": names, "micro": micro_out,
                    "streams": stream_rows, "memory": mem, "compile": comp, "started": started.isoformat(),
-                   "elapsed": elapsed, "machine": env}, f, indent=1)
-    write_report(plain, names, micro_out, stream_rows, mem, comp, started, elapsed, env)
+                   "elapsed": elapsed, "machine": env, "idle_scale": scale}, f, indent=1)
+    write_report(plain, names, micro_out, stream_rows, mem, comp, started, elapsed, env, scale)
     chart(plain, names)
     log("wrote docs/benchmarks.md and docs/benchmarks.png")
 

@@ -6,6 +6,9 @@
 //   GET  /echo       WebSocket echo
 //
 //   weir_streams [--port N] [--max-connections N]     (one thread)
+//
+// It raises its own soft limit on open files (RLIMIT_NOFILE) to the hard limit, so that the number of idle
+// connections it can hold is the machine's limit, not the shell's default soft limit (often 1,024).
 
 #include "../examples/example_options.hpp"
 
@@ -14,9 +17,24 @@
 #include <weir/sse.hpp>
 #include <weir/websocket.hpp>
 
+#include <sys/resource.h>
+
+#include <cstdio>
 #include <string>
 
+namespace {
+
+void raise_descriptor_limit() {
+    rlimit limit{};
+    if (getrlimit(RLIMIT_NOFILE, &limit) != 0 || limit.rlim_cur >= limit.rlim_max) return;
+    limit.rlim_cur = limit.rlim_max;
+    if (setrlimit(RLIMIT_NOFILE, &limit) != 0) std::perror("weir_streams: setrlimit(RLIMIT_NOFILE)");
+}
+
+} // namespace
+
 int main(int argc, char** argv) {
+    raise_descriptor_limit();
     weir::server_options options;
     examples::parse_command_line(argc, argv, options, "[--port N] [--max-connections N]");
     options.threads = 1;
