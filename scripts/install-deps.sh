@@ -7,7 +7,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 packages=(build-essential g++ clang-14 cmake ninja-build meson pkg-config libasio-dev libfmt-dev doctest-dev
-          zlib1g-dev curl python3 python3-websockets chromium wrk nginx-light git)
+          zlib1g-dev nlohmann-json3-dev curl python3 python3-websockets chromium wrk nginx-light git)
 if [ "${WEIR_BENCH_DEPS:-0}" = 1 ]; then
   packages+=(libboost1.81-dev librestinio-dev libcpp-httplib-dev gnuplot-nox time util-linux)
 fi
@@ -36,7 +36,7 @@ if [ ${#missing[@]} -gt 0 ]; then
     -o Dpkg::Options::=--force-confdef -o Dpkg::Options::=--force-confold "${missing[@]}" >/dev/null
 fi
 
-# The integration tests' Node clients (ws, eventsource, eventsource-parser, playwright-core), pinned by
+# The integration tests' Node clients (ws, eventsource, eventsource-parser, openai, playwright-core), pinned by
 # tests/integration/package-lock.json. Reinstalled when the lock file is newer than what was installed.
 integration=tests/integration
 if [ ! -f "$integration/node_modules/.package-lock.json" ] ||
