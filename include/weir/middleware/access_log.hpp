@@ -92,9 +92,10 @@ struct access_log {
     }
 
 private:
-    bool redacted(std::string_view name) const {
+    bool redacted(std::string_view raw_name) const {
+        auto name = http_request::decode_component(raw_name);
         for (auto& r : redacted_parameters)
-            if (detail::iequals(http_request::decode_component(name), r)) return true;
+            if (detail::iequals(name, r)) return true;
         return false;
     }
 
