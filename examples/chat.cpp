@@ -61,7 +61,9 @@ struct require_token {
 
     template <class Request, class Next>
     weir::next_result_t<Next> operator()(const Request& req, Next next) const {
-        if (token.empty() || req.path() == "/" || given(req) == token) return next(req);
+        // constant_time_equal, not ==: a comparison that stops early tells an attacker, byte by byte, how much of
+        // a guess was right.
+        if (token.empty() || req.path() == "/" || weir::constant_time_equal(given(req), token)) return next(req);
         weir::response r(weir::status::unauthorized, "Unauthorized\n");
         r.headers().set("WWW-Authenticate", "Bearer realm=\"chat\"");
         return weir::respond(next, std::move(r));

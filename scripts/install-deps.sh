@@ -7,8 +7,8 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-# Building the library's examples.
-packages=(build-essential g++ cmake ninja-build pkg-config libasio-dev libfmt-dev zlib1g-dev)
+# Building the library's examples (nlohmann/json: the LLM streaming example only, never the library).
+packages=(build-essential g++ cmake ninja-build pkg-config libasio-dev libfmt-dev zlib1g-dev nlohmann-json3-dev)
 if [ "${WEIR_DEMO_ONLY:-0}" != 1 ]; then
   # The test suite: a second compiler, meson, doctest and the real clients the integration tests drive.
   packages+=(clang-14 meson doctest-dev curl python3 python3-websockets chromium wrk nginx-light git)
@@ -43,7 +43,7 @@ if [ ${#missing[@]} -gt 0 ]; then
     -o Dpkg::Options::=--force-confdef -o Dpkg::Options::=--force-confold "${missing[@]}" >/dev/null
 fi
 
-# The integration tests' Node clients (ws, eventsource, eventsource-parser, playwright-core), pinned by
+# The integration tests' Node clients (ws, eventsource, eventsource-parser, openai, playwright-core), pinned by
 # tests/integration/package-lock.json. Reinstalled when the lock file is newer than what was installed.
 integration=tests/integration
 if [ "${WEIR_DEMO_ONLY:-0}" = 1 ]; then exit 0; fi

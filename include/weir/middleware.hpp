@@ -2,6 +2,7 @@
 
 /// weir's standard stages. Compression needs zlib: include <weir/middleware/compression.hpp> separately.
 
+#include <weir/constant_time.hpp>
 #include <weir/middleware/access_log.hpp>
 #include <weir/middleware/auth.hpp>
 #include <weir/middleware/body_limit.hpp>

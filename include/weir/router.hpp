@@ -138,20 +138,27 @@ struct call_signature<R (C::*)(A...) const noexcept> : call_signature<R (*)(A...
 template <class F>
 struct call_signature<F, std::void_t<decltype(&F::operator())>> : call_signature<decltype(&F::operator())> {};
 
-// The type a path parameter converts to for argument `I + 1` of the handler (after the request).
+// The type a path parameter converts to for argument `I + 1` of the handler (after the request). A generic
+// handler (`auto` parameters) gets an owning, percent-decoded std::string: it may capture the parameter into an
+// SSE stream or WebSocket session, which runs after the request's buffer is gone.
 template <class Handler, std::size_t I>
 auto param_type_of() {
     if constexpr (call_signature<Handler>::known) {
         using args = typename call_signature<Handler>::args;
         if constexpr (I + 1 < std::tuple_size_v<args>)
             return std::type_identity<std::remove_cvref_t<std::tuple_element_t<I + 1, args>>>{};
-        else return std::type_identity<std::string_view>{};
+        else return std::type_identity<std::string>{};
     } else {
-        return std::type_identity<std::string_view>{};
+        return std::type_identity<std::string>{};
     }
 }
 template <class Handler, std::size_t I>
 using param_type = typename decltype(param_type_of<Handler, I>())::type;
+
+template <class Reply>
+inline constexpr bool has_protocols = false;
+template <class... P>
+inline constexpr bool has_protocols<reply<P...>> = sizeof...(P) > 0;
 
 // Converts a raw path parameter: string_view stays raw, std::string is percent-decoded, numbers must parse
 // completely (else the route does not match).
@@ -197,11 +204,28 @@ public:
         return std::is_invocable_v<Handler&, const Request&, detail::param_type<Handler, I>...>;
     }(std::make_index_sequence<param_count>{});
 
+    // True when the handler takes a parameter as a view and may answer with an upgrade: its session could
+    // capture the view, which points into the request's buffer, gone when the session runs.
+    template <class Request>
+    static constexpr bool views_outlive_request = []<std::size_t... I>(std::index_sequence<I...>) {
+        if constexpr (!invocable<Request> || !(std::is_same_v<detail::param_type<Handler, I>, std::string_view> || ...))
+            return false;
+        else {
+            using result = std::invoke_result_t<Handler&, const Request&, detail::param_type<Handler, I>&...>;
+            if constexpr (reply_like<result>) return detail::has_protocols<reply_for_t<result>>;
+            else return false;
+        }
+    }(std::make_index_sequence<param_count>{});
+
     template <class Request>
     auto call(const Request& req, params_tuple& params) {
         static_assert(invocable<Request>,
                       "weir: a route handler must be callable as handler(const weir::request<...>& req, p1, ..., "
                       "pN), one argument for each {parameter} of its path");
+        static_assert(!views_outlive_request<Request>,
+                      "weir: a route that can return an upgrade takes its path parameters as std::string (or a "
+                      "number), not std::string_view: the SSE stream or WebSocket session runs after the request's "
+                      "buffer is gone, and a view captured by it would dangle");
         return std::apply([&](auto&... p) { return handler_(req, p...); }, params);
     }
 

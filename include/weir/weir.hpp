@@ -10,6 +10,7 @@
 #include <weir/http/response.hpp>
 #include <weir/http/status.hpp>
 
+#include <weir/constant_time.hpp>
 #include <weir/pipeline.hpp>
 #include <weir/reply.hpp>
 #include <weir/router.hpp>

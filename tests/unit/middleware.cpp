@@ -1,4 +1,5 @@
 // Every standard stage on every reply alternative: a plain response, a pending SSE head and a pending 101.
+#include <weir/constant_time.hpp>
 #include <weir/middleware.hpp>
 #include <weir/middleware/compression.hpp>
 #include <weir/router.hpp>
@@ -13,6 +14,9 @@
 
 #include <doctest/doctest.h>
 
+#include <limits>
+#include <optional>
+#include <stdexcept>
 #include <string>
 #include <vector>
 
@@ -283,4 +287,95 @@ TEST_CASE("access_log adds a line with duration and bytes when a committed upgra
     REQUIRE(lines.size() == 2);
     CHECK(lines[1].find("kind=sse") != std::string::npos);
     CHECK(lines[1].find("event=end stream_ms=1500 stream_bytes=4096") != std::string::npos);
+}
+
+TEST_CASE("access_log writes the path without the query by default, so query tokens never reach the log") {
+    std::vector<std::string> lines;
+    weir::pipeline app{weir::access_log{[&](std::string_view l) { lines.emplace_back(l); }},
+                       weir::bearer_auth([](std::string_view t) -> std::optional<user> {
+                           if (weir::constant_time_equal(t, "s3cret")) return user{"ada"};
+                           return std::nullopt;
+                       },
+                                         "token"),
+                       handler};
+    auto call = [&](std::string_view target) {
+        auto m = base_request("/me");
+        m.target_ = target;
+        m.query_ = target.substr(target.find('?') + 1);
+        return app(weir::request<>(m));
+    };
+    CHECK(call("/me?token=s3cret").status() == weir::status::ok);
+    CHECK(call("/me?token=guess1&x=1").status() == weir::status::unauthorized);
+    REQUIRE(lines.size() == 2);
+    for (auto& l : lines) {
+        CAPTURE(l);
+        CHECK(l.find("target=\"/me\"") != std::string::npos);
+        CHECK(l.find("s3cret") == std::string::npos);
+        CHECK(l.find("guess1") == std::string::npos);
+    }
+}
+
+TEST_CASE("access_log with log_query writes the query with secret-looking parameters redacted") {
+    std::vector<std::string> lines;
+    weir::access_log log{[&](std::string_view l) { lines.emplace_back(l); }};
+    log.log_query = true;
+    log.redacted_parameters.emplace_back("sid");
+    weir::pipeline app{log, handler};
+    auto m = base_request("/plain");
+    m.target_ = "/plain?page=2&token=s3cret&Access_Token=abc&sid=xyz&api_key&q=a%20b&to%6Ben=t2";
+    m.query_ = "page=2&token=s3cret&Access_Token=abc&sid=xyz&api_key&q=a%20b&to%6Ben=t2";
+    app(weir::request<>(m));
+    REQUIRE(lines.size() == 1);
+    CHECK(lines[0].find("target=\"/plain?page=2&token=[redacted]&Access_Token=[redacted]&sid=[redacted]&"
+                        "api_key&q=a%20b&to%6Ben=[redacted]\"") != std::string::npos);
+}
+
+TEST_CASE("compression uses gzip only when its most specific Accept-Encoding entry has a valid q above 0, not below identity") {
+    for (std::string_view ae : {"gzip;q=0", "gzip;q=0.0", "gzip; q=0.000", "gzip ; Q=0", "identity, *;q=0.5, gzip;q=0",
+                                "*;q=0", "*;q=0.0, identity", "deflate, br", "", "gzip;q=0, *", "x-gzip;q=0, *;q=1",
+                                "gzip;q=1.5", "gzip;q=-1", "gzip;q=0.0001", "gzip;q=abc", "gzip;q=", "gzip;q=1.001",
+                                "identity;q=1, gzip;q=0.5", "identity, *;q=0.5"}) {
+        CAPTURE(ae);
+        CHECK_FALSE(weir::compression::accepts_gzip(ae));
+    }
+    for (std::string_view ae : {"gzip", "GZIP", "gzip;q=1", "gzip;q=1.000", "gzip;q=0.001", "gzip; q=0.5 , br",
+                                "*", "*;q=0.1", "identity;q=0, *;q=0.5", "deflate;q=0, gzip", "gzip;q=0.5",
+                                "x-gzip", "gzip;q=0.5, identity;q=0.5", "br;q=1, gzip;level=1;q=0.8"}) {
+        CAPTURE(ae);
+        CHECK(weir::compression::accepts_gzip(ae));
+    }
+}
+
+TEST_CASE("compression leaves the body alone when Accept-Encoding refuses gzip with q=0.0") {
+    weir::pipeline app{weir::compression{}, handler};
+    for (std::string_view ae : {"gzip;q=0.0", "gzip; q=0.000", "identity, *;q=0.5, gzip;q=0"}) {
+        CAPTURE(ae);
+        auto m = base_request("/plain");
+        m.fields_.back().value = ae; // Accept-Encoding
+        auto r = app(weir::request<>(m));
+        CHECK(!r.headers().contains("Content-Encoding"));
+        CHECK(r.get_if<weir::response>()->body().size() == 4000);
+        CHECK(r.headers().list_contains("Vary", "Accept-Encoding"));
+    }
+}
+
+TEST_CASE("rate_limit refuses a zero, negative or non-finite rate, a burst below one and max_keys = 0") {
+    using opts = weir::rate_limit::options;
+    CHECK_THROWS_AS(weir::rate_limit(opts{.burst = 20, .per_second = 0}), std::invalid_argument);
+    CHECK_THROWS_AS(weir::rate_limit(opts{.burst = 20, .per_second = -1}), std::invalid_argument);
+    CHECK_THROWS_AS(weir::rate_limit(opts{.burst = 20, .per_second = std::numeric_limits<double>::quiet_NaN()}),
+                    std::invalid_argument);
+    CHECK_THROWS_AS(weir::rate_limit(opts{.burst = 20, .per_second = std::numeric_limits<double>::infinity()}),
+                    std::invalid_argument);
+    CHECK_THROWS_AS(weir::rate_limit(opts{.burst = 0.5, .per_second = 1}), std::invalid_argument);
+    CHECK_THROWS_AS(weir::rate_limit(opts{.burst = 1, .per_second = 1, .max_keys = 0}), std::invalid_argument);
+    CHECK_NOTHROW(weir::rate_limit(opts{.burst = 1, .per_second = 0.001}));
+}
+
+TEST_CASE("rate_limit with a slow refill still answers a finite Retry-After") {
+    weir::pipeline app{weir::rate_limit({.burst = 1, .per_second = 0.001}), handler};
+    CHECK(run(app, "/plain").status() == weir::status::ok);
+    auto r = run(app, "/plain");
+    CHECK(r.status() == weir::status::too_many_requests);
+    CHECK(r.headers().get("Retry-After") == "1000");
 }

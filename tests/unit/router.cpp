@@ -7,6 +7,7 @@
 #include <asio/use_future.hpp>
 
 #include <string>
+#include <type_traits>
 
 namespace {
 
@@ -102,4 +103,18 @@ TEST_CASE("a router with one coroutine handler answers every route through an aw
     auto s = run("/sync");
     CHECK(body_of(s) == "sync");
     CHECK(run("/none").status() == weir::status::not_found);
+}
+
+TEST_CASE("a generic handler's path parameters are owning, percent-decoded std::string values") {
+    // A generic handler may capture its parameters into an SSE stream or WebSocket session, which runs after the
+    // request's buffer is gone: views into that buffer would dangle there.
+    weir::router r{
+        weir::get<"/rooms/{room}/users/{user}">([](const auto&, auto room, const auto& user) {
+            static_assert(std::is_same_v<decltype(room), std::string>);
+            static_assert(std::is_same_v<std::remove_cvref_t<decltype(user)>, std::string>);
+            return weir::response(weir::status::ok, room + "|" + user);
+        }),
+    };
+    auto res = call(r, "GET", "/rooms/blue%20room/users/ada");
+    CHECK(body_of(res) == "blue room|ada");
 }

@@ -1,5 +1,6 @@
 #pragma once
 
+#include <weir/detail/chars.hpp>
 #include <weir/middleware/request_id.hpp>
 #include <weir/pipeline.hpp>
 #include <weir/upgrade.hpp>
@@ -11,6 +12,7 @@
 #include <functional>
 #include <string>
 #include <string_view>
+#include <vector>
 
 namespace weir {
 
@@ -18,9 +20,20 @@ namespace weir {
 /// handler took, the request id (when a request_id stage runs before this one) and, for a reply that will be
 /// committed as an upgrade, what it upgrades to; for an upgrade, a second line (`event=end`) when the stream
 /// or session ends, with its duration and the bytes it wrote. Lines are key=value pairs, easy to grep.
+///
+/// `target=` is the path without the query by default: queries carry tokens (`?token=` for EventSource and
+/// WebSocket), and a log must not hold them, nor a client's wrong guesses. With `log_query`, the query is
+/// written with the value of every parameter named in `redacted_parameters` replaced by `[redacted]`.
 struct access_log {
     /// Where lines go; default: stderr.
     std::function<void(std::string_view)> sink{};
+    /// Also write the query (`target="/path?a=1"`), with `redacted_parameters` redacted; default: path only.
+    bool log_query = false;
+    /// Query parameters whose values are never logged, compared case-insensitively after percent-decoding.
+    std::vector<std::string> redacted_parameters{"token",        "access_token", "id_token", "refresh_token",
+                                                 "api_key",      "apikey",       "key",      "password",
+                                                 "secret",       "client_secret", "code",    "signature",
+                                                 "sig",          "auth",          "session"};
 
     template <class Request, class Next>
     next_result_t<Next> operator()(const Request& req, Next next) const {
@@ -34,7 +47,7 @@ struct access_log {
             std::string_view kind = "response";
             auto line = [&](std::string_view k) {
                 return fmt::format("method={} target=\"{}\" status={} duration_us={} kind={} request_id={} peer={}",
-                                   req.method(), escape(req.target()), to_int(reply.status()), micros, k,
+                                   req.method(), escape(logged_target(req)), to_int(reply.status()), micros, k,
                                    id.empty() ? "-" : id, req.remote_endpoint().address().to_string());
             };
             reply.visit([&](auto& alt) {
@@ -52,7 +65,40 @@ struct access_log {
         });
     }
 
+    /// What `target=` shows for a request: the path, and the query with secrets redacted when `log_query`.
+    template <class Request>
+    std::string logged_target(const Request& req) const {
+        std::string out(req.path());
+        auto query = req.query();
+        if (!log_query || query.empty()) return out;
+        out += '?';
+        bool first = true;
+        while (true) {
+            auto amp = query.find('&');
+            auto pair = query.substr(0, amp);
+            auto eq = pair.find('=');
+            if (!first) out += '&';
+            first = false;
+            if (eq != std::string_view::npos && redacted(pair.substr(0, eq))) {
+                out += pair.substr(0, eq + 1);
+                out += "[redacted]";
+            } else {
+                out += pair;
+            }
+            if (amp == std::string_view::npos) break;
+            query.remove_prefix(amp + 1);
+        }
+        return out;
+    }
+
 private:
+    bool redacted(std::string_view raw_name) const {
+        auto name = http_request::decode_component(raw_name);
+        for (auto& r : redacted_parameters)
+            if (detail::iequals(name, r)) return true;
+        return false;
+    }
+
     static void write(const std::function<void(std::string_view)>& sink, const std::string& text) {
         if (sink) sink(text);
         else fmt::print(stderr, "{}\n", text);

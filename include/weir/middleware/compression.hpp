@@ -9,6 +9,8 @@
 
 #include <zlib.h>
 
+#include <algorithm>
+#include <optional>
 #include <string>
 #include <string_view>
 
@@ -27,21 +29,60 @@ struct compression {
                type.find("svg") != std::string_view::npos;
     }
 
-    static bool accepts_gzip(std::string_view accept_encoding) {
-        while (!accept_encoding.empty()) {
+    /// The weight of a qvalue (RFC 9110 12.4.2) in thousandths: "0" to "1", at most three decimals. Anything
+    /// else ("1.5", "-1", "0.0001", "abc", empty) is not a qvalue: std::nullopt.
+    static std::optional<int> parse_qvalue(std::string_view q) noexcept {
+        if (q.empty() || q.size() > 5 || (q[0] != '0' && q[0] != '1')) return std::nullopt;
+        int whole = q[0] - '0';
+        if (q.size() == 1) return whole * 1000;
+        if (q[1] != '.') return std::nullopt;
+        int frac = 0;
+        std::size_t digits = 0;
+        for (char c : q.substr(2)) {
+            if (c < '0' || c > '9') return std::nullopt;
+            frac = frac * 10 + (c - '0');
+            ++digits;
+        }
+        for (; digits < 3; ++digits) frac *= 10;
+        if (whole == 1 && frac != 0) return std::nullopt;
+        return whole * 1000 + frac;
+    }
+
+    /// True when Accept-Encoding (RFC 9110 12.5.3) makes gzip acceptable and not less preferred than no
+    /// coding. The most specific entry wins: `gzip` (or `x-gzip`) over `*`; q=0 in any spelling means "not
+    /// acceptable"; an entry whose qvalue is not valid is ignored; an empty field accepts no coding. Without
+    /// an `identity` entry, identity weighs what `*` does; when neither is listed it does not compete with gzip.
+    static bool accepts_gzip(std::string_view accept_encoding) noexcept {
+        std::optional<int> gzip_q, any_q, identity_q;
+        while (true) {
             auto comma = accept_encoding.find(',');
-            auto item = detail::trim_ows(accept_encoding.substr(0, comma));
+            auto item = accept_encoding.substr(0, comma);
             auto semi = item.find(';');
             auto coding = detail::trim_ows(item.substr(0, semi));
-            if (detail::iequals(coding, "gzip") || coding == "*") {
-                auto params = semi == std::string_view::npos ? std::string_view() : item.substr(semi + 1);
-                auto q = params.find("q=");
-                return q == std::string_view::npos || detail::trim_ows(params.substr(q + 2)) != "0";
+            std::optional<int> q = 1000;
+            auto params = semi == std::string_view::npos ? std::string_view() : item.substr(semi + 1);
+            while (!params.empty()) {
+                auto next = params.find(';');
+                auto param = params.substr(0, next);
+                auto eq = param.find('=');
+                if (eq != std::string_view::npos && detail::iequals(detail::trim_ows(param.substr(0, eq)), "q"))
+                    q = parse_qvalue(detail::trim_ows(param.substr(eq + 1)));
+                if (next == std::string_view::npos) break;
+                params.remove_prefix(next + 1);
+            }
+            if (q && !coding.empty()) {
+                // A coding listed twice keeps its highest weight.
+                auto keep = [&](std::optional<int>& slot) { slot = std::max(slot.value_or(*q), *q); };
+                if (detail::iequals(coding, "gzip") || detail::iequals(coding, "x-gzip")) keep(gzip_q);
+                else if (coding == "*") keep(any_q);
+                else if (detail::iequals(coding, "identity")) keep(identity_q);
             }
             if (comma == std::string_view::npos) break;
             accept_encoding.remove_prefix(comma + 1);
         }
-        return false;
+        int gzip_weight = gzip_q.value_or(any_q.value_or(0));
+        int identity_weight = identity_q.value_or(any_q.value_or(0));
+        return gzip_weight > 0 && gzip_weight >= identity_weight;
     }
 
     static bool gzip(std::string_view in, std::string& out, int level) {

@@ -8,8 +8,10 @@
 #include <functional>
 #include <memory>
 #include <mutex>
+#include <stdexcept>
 #include <string>
 #include <unordered_map>
+#include <vector>
 
 namespace weir {
 
@@ -26,7 +28,9 @@ public:
         std::function<std::string(const http_request&)> key{};
     };
 
-    explicit rate_limit(options o) : state_(std::make_shared<state>(std::move(o))) {}
+    /// Throws std::invalid_argument unless `per_second` is finite and above 0, `burst` is finite and at
+    /// least 1 (a request takes one token), and `max_keys` is at least 1.
+    explicit rate_limit(options o) : state_(std::make_shared<state>(checked(std::move(o)))) {}
 
     template <class Request, class Next>
     next_result_t<Next> operator()(const Request& req, Next next) const {
@@ -41,6 +45,15 @@ public:
     }
 
 private:
+    static options checked(options o) {
+        if (!std::isfinite(o.per_second) || !(o.per_second > 0))
+            throw std::invalid_argument("weir::rate_limit: per_second must be finite and above 0");
+        if (!std::isfinite(o.burst) || !(o.burst >= 1))
+            throw std::invalid_argument("weir::rate_limit: burst must be finite and at least 1");
+        if (o.max_keys == 0) throw std::invalid_argument("weir::rate_limit: max_keys must be at least 1");
+        return o;
+    }
+
     struct state {
         using clock = std::chrono::steady_clock;
         struct bucket {
