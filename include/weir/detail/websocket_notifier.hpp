@@ -76,6 +76,8 @@ private:
     };
 
     struct canceller {
+        // A constructor, not an aggregate: emplace constructs it with parentheses (clang 14 lacks P0960).
+        canceller(ws_notifier* s, std::uint64_t i) noexcept : self(s), id(i) {}
         ws_notifier* self;
         std::uint64_t id;
         void operator()(asio::cancellation_type type) {
