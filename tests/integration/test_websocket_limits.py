@@ -168,6 +168,23 @@ with Server("websocket_test_server") as srv:
         s.close()
     R.check("a client that sends and never reads is closed at the write deadline", write_deadline)
 
+    def cross_thread_overrun():
+        s, status, rest = handshake(srv, "/thread-flood")
+        expect(status == 101, status)
+        time.sleep(1)  # read nothing while the other thread sends
+        s.settimeout(10)
+        f, data_bytes = Frames(s, rest), 0
+        while True:
+            op, payload = f.next()
+            if op == 0x8:
+                break
+            data_bytes += len(payload)
+        expect(payload[:2] == struct.pack("!H", 1008), f"close {payload[:2]!r} after {data_bytes} bytes")
+        expect(data_bytes < 12 * 2**20, f"{data_bytes} bytes arrived before the close")
+        s.close()
+    R.check("a sender on another thread that overruns the send budget closes the session with 1008",
+            cross_thread_overrun)
+
     def close_behind_full_inbox():
         s, status, rest = handshake(srv, "/hold-then-close")
         expect(status == 101, status)

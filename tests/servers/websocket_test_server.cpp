@@ -15,6 +15,7 @@
 #include <atomic>
 #include <chrono>
 #include <string>
+#include <thread>
 
 namespace {
 
@@ -113,6 +114,19 @@ int main(int argc, char** argv) {
             weir::get<"/long-reason">([](const auto& req) {
                 return weir::accept_websocket(req, [](weir::websocket_connection& ws) -> asio::awaitable<void> {
                     co_await ws.close(weir::close_code::normal, std::string(122, 'a') + "\xc3\xa9 and more");
+                });
+            }),
+            // Another thread sends 200 messages of 64 KiB (12.5 MiB, past the 4 MiB send budget).
+            weir::get<"/thread-flood">([](const auto& req) {
+                return weir::accept_websocket(req, [](weir::websocket_connection& ws) -> asio::awaitable<void> {
+                    std::thread producer([sender = ws.sender()] {
+                        auto payload = std::make_shared<const std::string>(64 * 1024, 't');
+                        for (int i = 0; i < 200; ++i)
+                            if (!sender->send_shared(payload, true)) break;
+                    });
+                    while (co_await ws.read()) {
+                    }
+                    producer.join();
                 });
             }),
             weir::get<"/stats">([](const auto&) {
