@@ -107,8 +107,7 @@ int main(int argc, char** argv) {
 
     weir::websocket_options ws_options;
     ws_options.max_message_size = max_message;
-    ws_options.allowed_origins = origins;
-    ws_options.same_origin_only = true; // no listed origin: only the page's own
+    ws_options.allowed_origins = origins; // and the page's own (check_origin is on by default)
 
     weir::cors_config cors_config;
     cors_config.allowed_origins = origins;

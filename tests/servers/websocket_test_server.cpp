@@ -8,8 +8,14 @@
 #include <weir/server.hpp>
 #include <weir/websocket.hpp>
 
+#include <asio/steady_timer.hpp>
+#include <asio/this_coro.hpp>
+#include <asio/use_awaitable.hpp>
+
 #include <atomic>
+#include <chrono>
 #include <string>
+#include <thread>
 
 namespace {
 
@@ -94,6 +100,33 @@ int main(int argc, char** argv) {
                 return weir::accept_websocket(req, [](weir::websocket_connection& ws) -> asio::awaitable<void> {
                     co_await ws.send("bye");
                     co_await ws.close(weir::close_code::normal, "done");
+                });
+            }),
+            // Reads nothing for 300 ms (the client fills the inbox meanwhile), then closes.
+            weir::get<"/hold-then-close">([](const auto& req) {
+                return weir::accept_websocket(req, [](weir::websocket_connection& ws) -> asio::awaitable<void> {
+                    asio::steady_timer pause(co_await asio::this_coro::executor, std::chrono::milliseconds(300));
+                    co_await pause.async_wait(asio::use_awaitable);
+                    co_await ws.close(weir::close_code::normal, "held");
+                });
+            }),
+            // Closes with a reason whose 123rd byte is inside a two-byte character.
+            weir::get<"/long-reason">([](const auto& req) {
+                return weir::accept_websocket(req, [](weir::websocket_connection& ws) -> asio::awaitable<void> {
+                    co_await ws.close(weir::close_code::normal, std::string(122, 'a') + "\xc3\xa9 and more");
+                });
+            }),
+            // Another thread sends 200 messages of 64 KiB (12.5 MiB, past the 4 MiB send budget).
+            weir::get<"/thread-flood">([](const auto& req) {
+                return weir::accept_websocket(req, [](weir::websocket_connection& ws) -> asio::awaitable<void> {
+                    std::thread producer([sender = ws.sender()] {
+                        auto payload = std::make_shared<const std::string>(64 * 1024, 't');
+                        for (int i = 0; i < 200; ++i)
+                            if (!sender->send_shared(payload, true)) break;
+                    });
+                    while (co_await ws.read()) {
+                    }
+                    producer.join();
                 });
             }),
             weir::get<"/stats">([](const auto&) {

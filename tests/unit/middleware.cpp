@@ -46,7 +46,9 @@ auto handler = [](const auto& req) -> weir::reply<weir::sse, weir::websocket> {
     if (req.path() == "/sse")
         return weir::event_stream(req, [](weir::sse_stream&) -> asio::awaitable<void> { co_return; });
     if (req.path() == "/ws")
-        return weir::accept_websocket(req, [](weir::websocket_connection&) -> asio::awaitable<void> { co_return; });
+        return weir::accept_websocket(
+            req, [](weir::websocket_connection&) -> asio::awaitable<void> { co_return; },
+            weir::websocket_options{.allowed_origins = {"https://app.example"}}); // the cross-origin page is allowed
     return weir::response(weir::status::ok, std::string(4000, 'a'), "text/plain");
 };
 

@@ -114,3 +114,25 @@ TEST_CASE("a pending WebSocket upgrade commits only while its status is 101") {
     CHECK(!weir::websocket::commits(weir::status::ok));
     CHECK(!weir::websocket::commits(weir::status::forbidden));
 }
+
+TEST_CASE("by default a handshake from a foreign Origin gets 403; its own origin, a listed one and none pass") {
+    auto handler = [](weir::websocket_connection&) -> asio::awaitable<void> { co_return; };
+    auto m = handshake_request(); // Host: example.com
+    CHECK(weir::accept_websocket(weir::request<>(m), handler).is_upgrade()); // no Origin: not a browser
+    m.fields_.push_back({"Origin", "http://evil.example"});
+    CHECK(weir::accept_websocket(weir::request<>(m), handler).status() == weir::status::forbidden);
+    m.fields_.back().value = "https://example.com";
+    CHECK(weir::accept_websocket(weir::request<>(m), handler).is_upgrade());
+    m.fields_.back().value = "http://example.com.evil.example";
+    CHECK(weir::accept_websocket(weir::request<>(m), handler).status() == weir::status::forbidden);
+
+    m.fields_.back().value = "http://good.example";
+    weir::websocket_options listed;
+    listed.allowed_origins = {"http://good.example"};
+    CHECK(weir::accept_websocket(weir::request<>(m), handler, listed).is_upgrade());
+
+    m.fields_.back().value = "http://evil.example";
+    weir::websocket_options open;
+    open.check_origin = false; // the explicit opt-out
+    CHECK(weir::accept_websocket(weir::request<>(m), handler, open).is_upgrade());
+}

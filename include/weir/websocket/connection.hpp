@@ -1,13 +1,15 @@
 #pragma once
 
 #include <weir/detail/utf8.hpp>
-#include <weir/reply.hpp>
+#include <weir/detail/websocket_frame.hpp>
+#include <weir/detail/websocket_notifier.hpp>
 #include <weir/upgrade.hpp>
-#include <weir/websocket/handshake.hpp>
 #include <weir/websocket/options.hpp>
 
 #include <asio/awaitable.hpp>
-#include <asio/experimental/awaitable_operators.hpp>
+#include <asio/bind_cancellation_slot.hpp>
+#include <asio/cancellation_signal.hpp>
+#include <asio/co_spawn.hpp>
 #include <asio/ip/tcp.hpp>
 #include <asio/post.hpp>
 #include <asio/redirect_error.hpp>
@@ -15,569 +17,815 @@
 #include <asio/use_awaitable.hpp>
 #include <asio/write.hpp>
 
-#include <array>
+#include <algorithm>
 #include <chrono>
+#include <cstddef>
 #include <cstdint>
-#include <cstring>
 #include <deque>
+#include <exception>
 #include <functional>
 #include <memory>
+#include <mutex>
 #include <optional>
 #include <string>
 #include <string_view>
+#include <system_error>
 #include <utility>
+#include <vector>
 
 namespace weir {
 
-/// A whole WebSocket message, reassembled from its frames.
+/// A whole WebSocket message, reassembled from its frames. Text messages are valid UTF-8.
 struct websocket_message {
     std::string data;
     bool binary = false;
 };
 
-class websocket_connection;
-
-/// Sends to a WebSocket session from any thread. Holding one does not keep the session open.
-class websocket_sender {
+/// Bytes to send: a string moved in (no copy), a view (copied), or bytes shared with other sessions (a
+/// broadcast encodes once). Converts from each of these, so `ws.send(...)` takes any of them.
+class websocket_payload {
 public:
-    /// Queues a text message; false if the session is gone. A session whose send queue is full is closed
-    /// with 1008 (policy violation): a reader that slow must reconnect rather than grow memory.
-    bool send(std::string text) { return send_shared(std::make_shared<const std::string>(std::move(text)), false); }
-    /// Queues a message whose bytes are shared with other sessions (a broadcast encodes once).
-    bool send_shared(std::shared_ptr<const std::string> payload, bool binary = false);
-    /// Starts the closing handshake.
-    void close(close_code code = close_code::normal);
+    websocket_payload(std::string bytes) noexcept : owned_(std::move(bytes)) {} // NOLINT(google-explicit-constructor)
+    websocket_payload(std::string_view bytes) : owned_(bytes) {}                 // NOLINT(google-explicit-constructor)
+    websocket_payload(const char* bytes) : owned_(bytes) {}                      // NOLINT(google-explicit-constructor)
+    websocket_payload(std::shared_ptr<const std::string> bytes) noexcept         // NOLINT(google-explicit-constructor)
+        : shared_(std::move(bytes)) {}
+    websocket_payload(std::shared_ptr<std::string> bytes) noexcept // NOLINT(google-explicit-constructor)
+        : shared_(std::move(bytes)) {}
+
+    std::string_view view() const noexcept { return shared_ ? std::string_view(*shared_) : std::string_view(owned_); }
+    std::size_t size() const noexcept { return view().size(); }
 
 private:
     friend class websocket_connection;
-    explicit websocket_sender(std::weak_ptr<websocket_connection> c, asio::any_io_executor ex)
-        : connection_(std::move(c)), executor_(std::move(ex)) {}
-    std::weak_ptr<websocket_connection> connection_;
-    asio::any_io_executor executor_;
+    std::string owned_;
+    std::shared_ptr<const std::string> shared_;
 };
 
-/// One WebSocket session (RFC 6455), as its handler sees it: `co_await read()` for each message,
-/// `co_await send(...)` to answer. Lives on its connection's executor; use sender() from other threads.
-class websocket_connection : public std::enable_shared_from_this<websocket_connection> {
-    struct outgoing {
-        std::uint8_t opcode;
-        std::shared_ptr<const std::string> payload;
-    };
+/// How a session ended: the code and reason of the close that ended it, and who started it.
+struct websocket_close_status {
+    /// The initiator's code: the peer's (no_status_received if its close had none), ours (normal when the
+    /// handler returned, going_away at shutdown, protocol_error ... when the peer broke a rule), or
+    /// abnormal_closure when the connection ended without a closing handshake (vanished peer, timeout).
+    close_code code = close_code::abnormal_closure;
+    std::string reason;
+    bool by_peer = false; ///< the peer started the close (or vanished)
+};
 
+class websocket_connection;
+
+/// What runs a WebSocket session: a coroutine given the connection. When it returns, the session closes
+/// with 1000 (if still open); if it throws, with 1011.
+using websocket_handler = std::function<asio::awaitable<void>(websocket_connection&)>;
+
+namespace detail {
+
+// What the senders of one session share with it. The session clears `open` when it ends (and when it is
+// destroyed, which also happens when its server's event loop is destroyed); a sender posts only while
+// holding the mutex and seeing `open`, so no post can reach an executor that is gone, and a check can never
+// pass just before the session ends. Bytes posted but not yet queued count against the send budget too.
+struct ws_sender_link {
+    std::mutex mutex;
+    bool open = true;
+    bool closing = false; // a close was posted: further messages are refused
+    std::weak_ptr<websocket_connection> session;
+    asio::any_io_executor executor;
+    std::size_t posted_bytes = 0;
+    std::size_t budget = 0;
+    websocket_full_queue_policy on_full = websocket_full_queue_policy::close_session;
+};
+
+} // namespace detail
+
+/// Sends to a WebSocket session from any thread: each call posts to the session's thread. Holding one does
+/// not keep the session open, and calling it after the session (or its whole server) is gone is a harmless
+/// no-op that returns false. A message that finds the send queue full (websocket_options::send_queue_bytes,
+/// counting messages still on their way to the session's thread) follows websocket_options::on_full: by
+/// default the session is closed with 1008, so a reader that slow reconnects rather than grow memory.
+class websocket_sender {
 public:
-    websocket_connection(asio::ip::tcp::socket& socket, websocket_options options, std::string subprotocol,
-                         std::string leftover)
-        : socket_(socket), options_(std::move(options)), subprotocol_(std::move(subprotocol)),
-          in_(std::move(leftover)), inbox_signal_(socket.get_executor()), outbox_signal_(socket.get_executor()),
-          room_signal_(socket.get_executor()), ticker_(socket.get_executor()) {
-        for (auto* t : {&inbox_signal_, &outbox_signal_, &room_signal_}) t->expires_at(asio::steady_timer::time_point::max());
+    /// Queues a text message; false if the session is gone, closing, or the message did not fit (true does
+    /// not promise delivery).
+    bool send(websocket_payload text) { return post(detail::ws_text, std::move(text)); }
+    /// Queues a binary message.
+    bool send_binary(websocket_payload bytes) { return post(detail::ws_binary, std::move(bytes)); }
+    /// Queues a message whose bytes are shared with other sessions (a broadcast encodes once).
+    bool send_shared(std::shared_ptr<const std::string> payload, bool binary = false) {
+        return post(binary ? detail::ws_binary : detail::ws_text, std::move(payload));
+    }
+    /// Starts the closing handshake; false if the session is gone.
+    bool close(close_code code = close_code::normal, std::string reason = {});
+    /// True while the session runs (it may be closing).
+    bool alive() const {
+        std::lock_guard lock(link_->mutex);
+        return link_->open;
     }
 
-    /// The next message, or nothing once the session has closed.
+private:
+    friend class websocket_connection;
+    explicit websocket_sender(std::shared_ptr<detail::ws_sender_link> link) : link_(std::move(link)) {}
+    bool post(std::uint8_t opcode, websocket_payload payload);
+
+    std::shared_ptr<detail::ws_sender_link> link_;
+};
+
+/// One WebSocket session (RFC 6455) as its handler sees it: `co_await read()` for each message,
+/// `co_await send(...)` to answer. Lives on its connection's executor (one thread); from other threads use
+/// sender().
+class websocket_connection : public std::enable_shared_from_this<websocket_connection> {
+    using clock = std::chrono::steady_clock;
+
+public:
+    /// A session on an upgraded socket; `leftover` holds bytes that arrived after the handshake. The server
+    /// makes these (weir::websocket); tests may too.
+    websocket_connection(asio::ip::tcp::socket& socket, websocket_options options, std::string subprotocol = {},
+                         std::string leftover = {})
+        : socket_(socket), executor_(socket.get_executor()), options_(std::move(options)),
+          subprotocol_(std::move(subprotocol)), reader_(options_.max_message_size), timer_(executor_) {
+        if (!leftover.empty()) {
+            in_capacity_ = std::max(leftover.size(), read_chunk);
+            in_ = std::make_unique_for_overwrite<char[]>(in_capacity_);
+            std::copy(leftover.begin(), leftover.end(), in_.get());
+            in_end_ = leftover.size();
+        }
+    }
+
+    websocket_connection(const websocket_connection&) = delete;
+    websocket_connection& operator=(const websocket_connection&) = delete;
+    ~websocket_connection() { unlink_senders(); }
+
+    /// The next message, or nothing once the session has closed (then close_status() says how).
     asio::awaitable<std::optional<websocket_message>> read() {
-        while (inbox_.empty() && !closed_for_reading_) co_await wait(inbox_signal_);
+        while (inbox_.empty() && !read_done_) co_await readable_.async_wait(asio::use_awaitable);
         if (inbox_.empty()) co_return std::nullopt;
-        auto m = std::move(inbox_.front());
+        std::optional<websocket_message> m(std::move(inbox_.front()));
         inbox_.pop_front();
-        inbox_signal_.cancel(); // the reader may wait for room
+        inbox_bytes_ -= m->data.size();
+        io_wake_.notify_all(); // the frame reader may wait for room
         co_return m;
     }
 
-    /// Sends a text message; waits while the send queue is full. False once the session is closing.
-    asio::awaitable<bool> send(std::string_view text) {
-        co_return co_await send_shared(std::make_shared<const std::string>(text), false);
+    /// Sends a text message (valid UTF-8 is the sender's duty); waits while the send queue is full.
+    /// False once the session is closing.
+    asio::awaitable<bool> send(websocket_payload text) { return send_message(detail::ws_text, std::move(text)); }
+    /// Sends a binary message; waits while the send queue is full.
+    asio::awaitable<bool> send_binary(websocket_payload bytes) {
+        return send_message(detail::ws_binary, std::move(bytes));
     }
-    /// Sends a binary message.
-    asio::awaitable<bool> send_binary(std::string_view bytes) {
-        co_return co_await send_shared(std::make_shared<const std::string>(bytes), true);
-    }
-    /// Sends a message whose bytes are shared (a broadcast encodes its payload once).
-    asio::awaitable<bool> send_shared(std::shared_ptr<const std::string> payload, bool binary) {
-        while (!close_queued_ && outbox_.size() >= options_.send_queue_capacity) co_await wait(room_signal_);
-        co_return enqueue(binary ? 0x2 : 0x1, std::move(payload));
+    /// Sends a message whose bytes are shared with other sessions.
+    asio::awaitable<bool> send_shared(std::shared_ptr<const std::string> payload, bool binary = false) {
+        return send_message(binary ? detail::ws_binary : detail::ws_text, std::move(payload));
     }
 
-    /// Starts the closing handshake (if not started) and returns; read() then returns nothing.
-    /// Codes 1005, 1006 and 1015 are never sent: they only describe closes.
+    /// Queues a text message without waiting: false if the queue is full or the session is closing.
+    /// For callbacks (websocket_callbacks), which cannot wait.
+    bool try_send(websocket_payload text) { return !queue_full() && enqueue(detail::ws_text, std::move(text)); }
+    /// Queues a binary message without waiting.
+    bool try_send_binary(websocket_payload bytes) {
+        return !queue_full() && enqueue(detail::ws_binary, std::move(bytes));
+    }
+
+    /// Starts the closing handshake (messages already queued go first) and waits until it has ended: the
+    /// peer answered, or close_timeout passed. 1005 (no_status_received) sends a close without a code;
+    /// codes that may never be sent (1004, 1006, 1015, 1016-2999, 5000 and up) are sent as 1011. A reason
+    /// is cut to 123 bytes at a character boundary, and left out if it is not UTF-8.
     asio::awaitable<void> close(close_code code = close_code::normal, std::string_view reason = {}) {
-        start_close(static_cast<unsigned short>(code), reason);
-        co_return;
+        begin_close(code, reason);
+        while (!finished_) co_await readable_.async_wait(asio::use_awaitable);
     }
 
-    /// A handle to send from other threads.
+    /// A handle to send from other threads (the session must be owned by a shared_ptr, as the server's are).
     std::shared_ptr<websocket_sender> sender() {
-        return std::shared_ptr<websocket_sender>(new websocket_sender(weak_from_this(), socket_.get_executor()));
+        if (!sender_link_) {
+            sender_link_ = std::make_shared<detail::ws_sender_link>();
+            sender_link_->session = weak_from_this();
+            sender_link_->executor = executor_;
+            sender_link_->budget = options_.send_queue_bytes;
+            sender_link_->on_full = options_.on_full;
+            if (finished_) sender_link_->open = false;
+        }
+        return std::shared_ptr<websocket_sender>(new websocket_sender(sender_link_));
     }
 
     /// The subprotocol chosen in the handshake, or "".
     const std::string& subprotocol() const noexcept { return subprotocol_; }
 
     /// True until the closing handshake starts.
-    bool is_open() const noexcept { return !close_queued_ && !closed_for_reading_; }
+    bool is_open() const noexcept { return !close_queued_ && !finished_; }
 
-    asio::any_io_executor get_executor() const { return socket_.get_executor(); }
+    /// How the session ended (meaningful once read() returned nothing).
+    const websocket_close_status& close_status() const noexcept { return status_; }
 
-    // Runs the session: frames in, frames out, keep-alive pings, and the user's handler.
-    asio::awaitable<void> run(std::function<asio::awaitable<void>(websocket_connection&)> handler) {
-        using namespace asio::experimental::awaitable_operators;
-        last_heard_ = std::chrono::steady_clock::now();
-        co_await (read_loop() || write_loop() || keepalive_loop() || handle(std::move(handler)));
-        shut();
-    }
+    /// Messages waiting to be written (including those being written).
+    std::size_t queued_messages() const noexcept { return queued_count_; }
 
-    // Where the session's written bytes are counted (the connection's summary).
-    void count_into(upgraded_connection* counter) noexcept { counter_ = counter; }
-
-    // Called on the executor when the server shuts down.
-    void going_away() { start_close(1001, "server shutting down"); }
-
-    // For websocket_sender, on the executor.
-    bool enqueue_from_elsewhere(std::uint8_t opcode, std::shared_ptr<const std::string> payload) {
-        if (close_queued_) return false;
-        if (outbox_.size() >= options_.send_queue_capacity) {
-            start_close(1008, "send queue full");
-            return false;
-        }
-        return enqueue(opcode, std::move(payload));
-    }
-    void close_from_elsewhere(unsigned short code) { start_close(code, {}); }
+    /// The session's executor: a strand of one thread.
+    asio::any_io_executor get_executor() const { return executor_; }
 
 private:
-    static asio::awaitable<void> wait(asio::steady_timer& signal) {
+    friend class websocket;
+    friend class websocket_sender;
+
+    struct outgoing {
+        std::uint8_t opcode;
+        websocket_payload payload;
+    };
+
+    static constexpr std::size_t read_chunk = 8 * 1024;         // what one read asks for between frames
+    static constexpr std::size_t direct_threshold = 4 * 1024;   // payload left that is read straight in
+    static constexpr std::size_t direct_limit = 1024 * 1024;    // at most per direct read
+    static constexpr std::size_t batch_limit = 32;              // frames per write (64 iovecs)
+    static constexpr std::size_t small_payload = 1024;          // copied next to its header
+    static constexpr std::size_t inbox_limit = 64;              // messages read ahead of the handler
+
+    // ---- running -------------------------------------------------------------------------------------
+
+    // Runs the session to its end: the handler on its own coroutine, frames in, frames out, deadlines.
+    asio::awaitable<void> run(websocket_handler handler, upgraded_connection* link) {
+        link_ = link;
         asio::error_code ec;
-        co_await signal.async_wait(asio::redirect_error(asio::use_awaitable, ec));
-        signal.expires_at(asio::steady_timer::time_point::max());
+        socket_.non_blocking(true, ec); // reads and writes are tried at once, and waited for only if needed
+        last_heard_ = last_ping_ = clock::now();
+        arm_timer();
+        if (handler) {
+            handler_running_ = true;
+            asio::co_spawn(executor_, handler(*this),
+                           asio::bind_cancellation_slot(handler_cancel_.slot(),
+                                                        [self = shared_from_this()](std::exception_ptr e) {
+                                                            self->handler_finished(std::move(e));
+                                                        }));
+        } else {
+            begin_close(close_code::normal, {});
+        }
+        co_await serve();
+        finish();
+        if (handler_running_) {
+            // The handler sees read() return nothing; it gets close_timeout to finish, then is cancelled.
+            auto self = shared_from_this();
+            asio::steady_timer grace(executor_, options_.close_timeout);
+            grace.async_wait([self](asio::error_code) { self->io_wake_.notify_all(); });
+            while (handler_running_ && grace.expiry() > clock::now()) co_await io_wake_.async_wait(asio::use_awaitable);
+            grace.cancel();
+            if (handler_running_) handler_cancel_.emit(asio::cancellation_type::terminal);
+            while (handler_running_) co_await io_wake_.async_wait(asio::use_awaitable);
+        }
+        if (handler_error_) std::rethrow_exception(handler_error_);
     }
 
-    bool enqueue(std::uint8_t opcode, std::shared_ptr<const std::string> payload) {
-        if (close_queued_) return false;
-        outbox_.push_back({opcode, std::move(payload)});
-        outbox_signal_.cancel();
-        return true;
+    void handler_finished(std::exception_ptr e) {
+        handler_running_ = false;
+        inbox_.clear();
+        inbox_bytes_ = 0;
+        if (e) {
+            bool cancelled = false;
+            try {
+                std::rethrow_exception(e);
+            } catch (const std::system_error& error) {
+                cancelled = error.code() == asio::error::operation_aborted;
+            } catch (...) {
+            }
+            if (!(cancelled && finished_)) {
+                handler_error_ = e;
+                begin_close(close_code::internal_error, {});
+            }
+        } else {
+            begin_close(close_code::normal, {});
+        }
+        io_wake_.notify_all();
     }
 
-    void start_close(unsigned short code, std::string_view reason) {
-        if (close_queued_) return;
+    // Reads frames until the session ends, then closes the TCP connection the polite way.
+    asio::awaitable<void> serve() {
+        while (reading_frames_ && !aborted_) {
+            while (reading_frames_ && in_pos_ < in_end_) {
+                detail::ws_event event;
+                in_pos_ += reader_.feed(in_.get() + in_pos_, in_end_ - in_pos_, event);
+                if (event.kind != detail::ws_event::none) on_event(event);
+                // A handler that does not keep up stops the reading; TCP then slows the peer down. Once we
+                // are closing, nothing waits: what does not fit is dropped.
+                while (reading_frames_ && !aborted_ && !close_queued_ && inbox_full())
+                    co_await io_wake_.async_wait(asio::use_awaitable);
+            }
+            if (!reading_frames_ || aborted_) break;
+            in_pos_ = in_end_ = 0;
+            asio::error_code ec;
+            if (reader_.payload_left() >= direct_threshold) {
+                // A large frame: its payload is read straight into the message. The window grows while
+                // reads fill it (the message is zero-filled ahead of each read: no more than twice what
+                // arrives).
+                auto [dst, room] = reader_.direct_window(direct_window_);
+                std::size_t n = co_await read_some(dst, room, ec);
+                detail::ws_event event;
+                reader_.commit_direct(ec ? 0 : n, event);
+                if (ec) {
+                    peer_gone();
+                    break;
+                }
+                direct_window_ = std::clamp(n * 2, direct_threshold * 4, direct_limit);
+                if (event.kind != detail::ws_event::none) on_event(event);
+                while (reading_frames_ && !aborted_ && !close_queued_ && inbox_full())
+                    co_await io_wake_.async_wait(asio::use_awaitable);
+                continue;
+            }
+            std::size_t n = co_await read_into_buffer(ec);
+            if (ec) {
+                peer_gone();
+                break;
+            }
+            in_end_ = n;
+        }
+        if (aborted_ || peer_gone_) co_return;
+        // A close is queued (ours or our answer): let it reach the peer, send FIN, and read until the peer
+        // closes too. Closing with unread bytes would reset the connection, which can destroy the close
+        // frame before the peer read it.
+        while (!close_sent_ && !aborted_) co_await io_wake_.async_wait(asio::use_awaitable);
+        if (aborted_) co_return;
+        asio::error_code ec;
+        socket_.shutdown(asio::ip::tcp::socket::shutdown_send, ec);
+        while (!ec && !aborted_) {
+            in_pos_ = in_end_ = 0;
+            co_await read_into_buffer(ec);
+        }
+    }
+
+    // Full once it holds inbox_limit messages or inbox_bytes bytes; a message of any size fits an empty one.
+    bool inbox_full() const noexcept {
+        return !inbox_.empty() && (inbox_.size() >= inbox_limit || inbox_bytes_ >= options_.inbox_bytes);
+    }
+
+    // One read from a socket in non-blocking mode: try, and wait for readability only when nothing is there.
+    asio::awaitable<std::size_t> read_some(char* dst, std::size_t size, asio::error_code& ec) {
+        for (;;) {
+            std::size_t n = socket_.read_some(asio::buffer(dst, size), ec);
+            if (ec != asio::error::would_block && ec != asio::error::try_again) {
+                if (!ec) heard();
+                co_return n;
+            }
+            co_await socket_.async_wait(asio::ip::tcp::socket::wait_read, asio::redirect_error(asio::use_awaitable, ec));
+            if (ec) co_return 0;
+        }
+    }
+
+    // Reads into the frame buffer, which exists only while bytes flow: an idle session holds none.
+    asio::awaitable<std::size_t> read_into_buffer(asio::error_code& ec) {
+        for (;;) {
+            if (!in_) {
+                in_capacity_ = read_chunk;
+                in_ = std::make_unique_for_overwrite<char[]>(in_capacity_);
+            }
+            std::size_t n = socket_.read_some(asio::buffer(in_.get(), in_capacity_), ec);
+            if (ec != asio::error::would_block && ec != asio::error::try_again) {
+                if (!ec) heard();
+                co_return n;
+            }
+            in_.reset();
+            co_await socket_.async_wait(asio::ip::tcp::socket::wait_read, asio::redirect_error(asio::use_awaitable, ec));
+            if (ec) co_return 0;
+        }
+    }
+
+    void heard() noexcept { last_heard_ = clock::now(); }
+
+    void on_event(const detail::ws_event& event) {
+        switch (event.kind) {
+        case detail::ws_event::none: break;
+        case detail::ws_event::message: {
+            websocket_message m{reader_.take_message(), event.binary};
+            // After the handler returned, or while closing with a full inbox, nobody will read it.
+            if (!handler_running_ || (close_queued_ && inbox_full())) break;
+            inbox_bytes_ += m.data.size();
+            inbox_.push_back(std::move(m));
+            readable_.notify_all();
+            break;
+        }
+        case detail::ws_event::ping: {
+            if (close_queued_) break;
+            // A pong goes out at once if the socket takes it. At most one waits: a newer ping's payload
+            // replaces the unsent one (RFC 6455 5.5.3 allows answering only the latest), so a peer that pings
+            // and never reads costs at most 125 bytes here and meets the write deadline.
+            auto it = std::find_if(control_.begin(), control_.end(),
+                                   [](const outgoing& o) { return o.opcode == detail::ws_pong; });
+            if (it != control_.end()) it->payload.owned_.assign(event.payload);
+            else control_.push_back({detail::ws_pong, std::string(event.payload)});
+            if (!writing_) flush();
+            break;
+        }
+        case detail::ws_event::pong: break; // the peer is alive: heard() already noted it
+        case detail::ws_event::close:
+            if (!close_queued_) {
+                status_ = {static_cast<close_code>(event.code), std::string(event.payload), true};
+                // Answer with the peer's code (none if it sent none); what was still queued is dropped.
+                queue_close(event.code == 1005 ? 0 : event.code, {}, true);
+            }
+            stop_reading();
+            break;
+        case detail::ws_event::fail:
+            if (!close_queued_) {
+                status_ = {static_cast<close_code>(event.code), std::string(event.why), false};
+                queue_close(event.code, event.why, true);
+            }
+            stop_reading();
+            break;
+        }
+    }
+
+    void peer_gone() {
+        peer_gone_ = true;
+        if (!close_queued_) status_ = {close_code::abnormal_closure, {}, true};
+        stop_reading();
+    }
+
+    // No more messages will come: read() returns what is in the inbox, then nothing.
+    void stop_reading() {
+        reading_frames_ = false;
+        read_done_ = true;
+        readable_.notify_all();
+    }
+
+    // ---- closing -------------------------------------------------------------------------------------
+
+    void begin_close(close_code code, std::string_view reason) {
+        if (close_queued_ || finished_) return;
+        unsigned c = static_cast<unsigned>(code);
+        if (c == 1005) c = 0;
+        else if (!detail::ws_close_code_allowed(c)) c = 1011;
+        status_ = {static_cast<close_code>(c == 0 ? 1005 : c), std::string(reason), false};
+        queue_close(static_cast<unsigned short>(c), reason, false);
+    }
+
+    // Queues our close frame (code 0: none). `urgent` drops queued messages so the close goes out now.
+    void queue_close(unsigned short code, std::string_view reason, bool urgent) {
+        if (close_queued_ || finished_) return;
         close_queued_ = true;
+        if (urgent) drop_queued();
         std::string payload;
         if (code != 0) {
             payload.push_back(static_cast<char>(code >> 8));
             payload.push_back(static_cast<char>(code & 0xff));
-            payload.append(reason.substr(0, 123));
-        }
-        // A close goes out after what is already queued, ahead of nothing else.
-        outbox_.push_back({0x8, std::make_shared<const std::string>(std::move(payload))});
-        outbox_signal_.cancel();
-        room_signal_.cancel();
-        close_deadline_ = std::chrono::steady_clock::now() + options_.close_timeout;
-        ticker_.cancel();
-    }
-
-    void shut() {
-        closed_for_reading_ = true;
-        asio::error_code ec;
-        socket_.shutdown(asio::ip::tcp::socket::shutdown_both, ec);
-        socket_.close(ec);
-        inbox_signal_.cancel();
-        room_signal_.cancel();
-        outbox_signal_.cancel();
-        ticker_.cancel();
-    }
-
-    // A protocol error: close with `code` and read nothing more.
-    void fail(unsigned short code, std::string_view why) {
-        stop_reading_ = true;
-        start_close(code, why);
-    }
-
-    asio::awaitable<void> handle(std::function<asio::awaitable<void>(websocket_connection&)> handler) {
-        co_await handler(*this);
-        start_close(1000, {});
-        // Stay until the closing handshake ends the session (this wait is then cancelled).
-        asio::steady_timer forever(socket_.get_executor(), asio::steady_timer::time_point::max());
-        asio::error_code ec;
-        co_await forever.async_wait(asio::redirect_error(asio::use_awaitable, ec));
-    }
-
-    // Ensures `n` bytes from `pos_` are buffered. False on EOF or error.
-    asio::awaitable<bool> need(std::size_t n) {
-        while (in_.size() - pos_ < n) {
-            if (pos_ > 0 && pos_ == in_.size()) {
-                in_.clear();
-                pos_ = 0;
-            } else if (pos_ > 64 * 1024) {
-                in_.erase(0, pos_);
-                pos_ = 0;
+            if (reason.size() > 123) {
+                std::size_t cut = 123;
+                while (cut > 0 && (static_cast<unsigned char>(reason[cut]) & 0xC0) == 0x80) --cut;
+                reason = reason.substr(0, cut);
             }
-            std::size_t old = in_.size();
-            std::size_t want = std::max<std::size_t>(n - (in_.size() - pos_), 4 * 1024);
-            in_.resize(old + want);
-            asio::error_code ec;
-            std::size_t got = co_await socket_.async_read_some(asio::buffer(in_.data() + old, want),
-                                                               asio::redirect_error(asio::use_awaitable, ec));
-            in_.resize(old + got);
-            if (ec) co_return false;
-            last_heard_ = std::chrono::steady_clock::now();
+            if (detail::is_valid_utf8(reason)) payload.append(reason);
         }
-        co_return true;
+        outbox_.push_back({detail::ws_close, std::move(payload)});
+        close_deadline_ = clock::now() + options_.close_timeout;
+        arm_timer();
+        room_.notify_all();    // waiting senders give up: the session is closing
+        io_wake_.notify_all(); // a reader paused by a full inbox reads on, to see the peer's close
+        schedule_flush();
     }
 
-    static void unmask(char* data, std::size_t size, const std::uint8_t key[4], std::size_t offset) {
-        std::uint8_t k[8];
-        for (int i = 0; i < 8; ++i) k[i] = key[(offset + i) & 3];
-        std::uint64_t k64;
-        std::memcpy(&k64, k, 8);
+    // Forgets the messages not yet being written.
+    void drop_queued() noexcept {
+        for (auto& o : outbox_) {
+            --queued_count_;
+            queued_bytes_ -= o.payload.size();
+        }
+        outbox_.clear();
+    }
+
+    // Ends the session for good: nothing more is read or written.
+    void abort() {
+        if (aborted_ || finished_) return;
+        aborted_ = true;
+        asio::error_code ec;
+        socket_.cancel(ec);
+        stop_reading();
+        io_wake_.notify_all();
+    }
+
+    void finish() {
+        if (finished_) return;
+        finished_ = true;
+        read_done_ = true;
+        reading_frames_ = false;
+        link_ = nullptr;
+        asio::error_code ec;
+        socket_.cancel(ec); // a write still pending ends now
+        timer_.cancel();
+        drop_queued();
+        control_.clear();
+        in_.reset();
+        unlink_senders();
+        readable_.notify_all();
+        room_.notify_all();
+    }
+
+    // From now on every websocket_sender call is a no-op returning false.
+    void unlink_senders() noexcept {
+        if (!sender_link_) return;
+        std::lock_guard lock(sender_link_->mutex);
+        sender_link_->open = false;
+        sender_link_->executor = asio::any_io_executor();
+    }
+
+    // Called on the executor when the server shuts down.
+    void going_away() { begin_close(close_code::going_away, "server shutting down"); }
+
+    // ---- sending -------------------------------------------------------------------------------------
+
+    asio::awaitable<bool> send_message(std::uint8_t opcode, websocket_payload payload) {
+        while (!close_queued_ && !finished_ && queue_full()) co_await room_.async_wait(asio::use_awaitable);
+        co_return enqueue(opcode, std::move(payload));
+    }
+
+    bool queue_full() const noexcept {
+        return queued_count_ >= options_.send_queue_capacity || queued_bytes_ >= options_.send_queue_bytes;
+    }
+
+    bool enqueue(std::uint8_t opcode, websocket_payload payload) {
+        if (close_queued_ || finished_) return false;
+        ++queued_count_;
+        queued_bytes_ += payload.size();
+        outbox_.push_back({opcode, std::move(payload)});
+        schedule_flush();
+        return true;
+    }
+
+    // From websocket_sender, on the executor.
+    void enqueue_from_elsewhere(std::uint8_t opcode, websocket_payload payload) {
+        if (close_queued_ || finished_) return;
+        if (queue_full()) {
+            if (options_.on_full == websocket_full_queue_policy::drop_message) return;
+            return fail_send_queue();
+        }
+        enqueue(opcode, std::move(payload));
+    }
+
+    // A sender from another thread overran the send budget (websocket_full_queue_policy::close_session).
+    void fail_send_queue() {
+        if (close_queued_ || finished_) return;
+        status_ = {close_code::policy_violation, "send queue full", false};
+        queue_close(1008, "send queue full", true);
+    }
+
+    // Writes are gathered: whatever was queued while the last write ran goes out in one system call.
+    void schedule_flush() {
+        if (flush_posted_ || writing_ || finished_) return;
+        flush_posted_ = true;
+        asio::post(executor_, [self = shared_from_this()] {
+            self->flush_posted_ = false;
+            self->flush();
+        });
+    }
+
+    void flush() {
+        while (!writing_ && !finished_ && !aborted_ && !close_sent_) {
+            if (!gather()) return;
+            // The socket is non-blocking: try at once, wait only for what did not fit.
+            asio::error_code ec;
+            std::size_t n = socket_.write_some(buffers_, ec);
+            if (ec == asio::error::would_block || ec == asio::error::try_again) ec = {}, n = 0;
+            if (ec) return write_failed();
+            if (link_) link_->count_written(n);
+            if (n == batch_bytes_) {
+                written();
+                continue;
+            }
+            consume(n);
+            writing_ = true;
+            write_started_ = clock::now();
+            arm_timer();
+            asio::async_write(socket_, buffers_, [self = shared_from_this()](asio::error_code ec, std::size_t n) {
+                self->writing_ = false;
+                if (self->finished_) return;
+                if (self->link_) self->link_->count_written(n);
+                if (ec) return self->write_failed();
+                self->written();
+                self->flush();
+            });
+            return;
+        }
+    }
+
+    // Takes what goes out next (control frames first, then messages, nothing after a close) and lays out
+    // its buffers. False if there is nothing to write.
+    bool gather() {
+        batch_.clear();
+        while (!control_.empty()) {
+            batch_.push_back(std::move(control_.front()));
+            control_.pop_front();
+        }
+        while (!outbox_.empty() && batch_.size() < batch_limit) {
+            batch_.push_back(std::move(outbox_.front()));
+            outbox_.pop_front();
+            if (batch_.back().opcode == detail::ws_close) {
+                outbox_.clear();
+                break;
+            }
+        }
+        if (batch_.empty()) return false;
+        // Headers, and payloads small enough to copy, share one contiguous scratch buffer: a batch of small
+        // messages is one iovec. Large payloads are written from where they are.
+        scratch_.clear();
+        segments_.clear();
+        for (auto& o : batch_) {
+            auto payload = o.payload.view();
+            char header[10];
+            std::size_t h = detail::write_ws_frame_header(header, o.opcode, payload.size());
+            std::size_t at = scratch_.size();
+            scratch_.append(header, h);
+            if (payload.size() <= small_payload) {
+                scratch_.append(payload);
+                add_segment(nullptr, at, scratch_.size() - at);
+            } else {
+                add_segment(nullptr, at, h);
+                add_segment(payload.data(), 0, payload.size());
+            }
+        }
+        buffers_.clear();
+        batch_bytes_ = 0;
+        for (auto& s : segments_) {
+            const char* p = s.data ? s.data : scratch_.data() + s.offset;
+            buffers_.emplace_back(p, s.size);
+            batch_bytes_ += s.size;
+        }
+        return true;
+    }
+
+    void add_segment(const char* data, std::size_t offset, std::size_t size) {
+        if (!data && !segments_.empty() && !segments_.back().data &&
+            segments_.back().offset + segments_.back().size == offset) {
+            segments_.back().size += size; // adjacent in scratch: one buffer
+            return;
+        }
+        segments_.push_back({data, offset, size});
+    }
+
+    // Drops the first n written bytes from buffers_.
+    void consume(std::size_t n) {
         std::size_t i = 0;
-        for (; i + 8 <= size; i += 8) {
-            std::uint64_t v;
-            std::memcpy(&v, data + i, 8);
-            v ^= k64;
-            std::memcpy(data + i, &v, 8);
-        }
-        for (; i < size; ++i) data[i] = static_cast<char>(data[i] ^ key[(offset + i) & 3]);
+        while (i < buffers_.size() && n >= buffers_[i].size()) n -= buffers_[i++].size();
+        buffers_.erase(buffers_.begin(), buffers_.begin() + static_cast<std::ptrdiff_t>(i));
+        if (!buffers_.empty() && n > 0) buffers_.front() += n;
     }
 
-    static bool valid_close_code(unsigned code) {
-        if (code >= 3000 && code <= 4999) return true;
-        return (code >= 1000 && code <= 1003) || (code >= 1007 && code <= 1014);
-    }
-
-    asio::awaitable<void> read_loop() {
-        auto self = shared_from_this();
-        while (!stop_reading_) {
-            // Back-pressure: a handler that does not read stops us reading the socket.
-            while (inbox_.size() >= 64 && !stop_reading_) co_await wait(inbox_signal_);
-            if (!co_await need(2)) break;
-            auto b0 = static_cast<std::uint8_t>(in_[pos_]);
-            auto b1 = static_cast<std::uint8_t>(in_[pos_ + 1]);
-            bool fin = b0 & 0x80;
-            std::uint8_t opcode = b0 & 0x0f;
-            bool masked = b1 & 0x80;
-            std::uint64_t length = b1 & 0x7f;
-            std::size_t header = 2;
-            if (length == 126) header += 2;
-            else if (length == 127) header += 8;
-            header += 4;
-            if (!co_await need(header)) break;
-            const char* h = in_.data() + pos_;
-            if (length == 126) length = (std::uint64_t(std::uint8_t(h[2])) << 8) | std::uint8_t(h[3]);
-            else if (length == 127) {
-                length = 0;
-                for (int i = 0; i < 8; ++i) length = (length << 8) | std::uint8_t(h[2 + i]);
-                if (length >> 63) {
-                    fail(1002, "length with the most significant bit set");
-                    break;
-                }
-            }
-            if (b0 & 0x70) {
-                fail(1002, "reserved bits set without an extension");
-                break;
-            }
-            if (!masked) {
-                fail(1002, "client frames must be masked");
-                break;
-            }
-            bool control = opcode & 0x8;
-            if ((opcode > 0x2 && opcode < 0x8) || opcode > 0xA) {
-                fail(1002, "reserved opcode");
-                break;
-            }
-            if (control && (!fin || length > 125)) {
-                fail(1002, "control frames are short and unfragmented");
-                break;
-            }
-            if (!control) {
-                if (opcode == 0x0 && !in_message_) {
-                    fail(1002, "continuation without a message");
-                    break;
-                }
-                if (opcode != 0x0 && in_message_) {
-                    fail(1002, "new message inside a fragmented one");
-                    break;
-                }
-                if (message_.size() + length > options_.max_message_size) {
-                    fail(1009, "message too big");
-                    break;
-                }
-            }
-            std::uint8_t key[4];
-            std::memcpy(key, h + header - 4, 4);
-            pos_ += header;
-            if (control) {
-                if (!co_await need(length)) break;
-                unmask(in_.data() + pos_, length, key, 0);
-                std::string payload(in_.data() + pos_, length);
-                pos_ += length;
-                if (!on_control(opcode, std::move(payload))) break;
-                continue;
-            }
-            if (opcode != 0x0) {
-                in_message_ = true;
-                message_binary_ = opcode == 0x2;
-                utf8_.reset();
-            }
-            // Data arrives in pieces: validate text as it comes so bad UTF-8 fails before the frame ends.
-            std::uint64_t left = length;
-            std::size_t offset = 0;
-            bool ok = true;
-            while (left > 0) {
-                if (pos_ == in_.size() && !co_await need(1)) {
-                    ok = false;
-                    break;
-                }
-                std::size_t take = std::min<std::uint64_t>(left, in_.size() - pos_);
-                char* p = in_.data() + pos_;
-                unmask(p, take, key, offset);
-                if (!message_binary_ && !utf8_.feed(std::string_view(p, take))) {
-                    fail(1007, "invalid UTF-8");
-                    ok = false;
-                    break;
-                }
-                message_.append(p, take);
-                pos_ += take;
-                offset += take;
-                left -= take;
-            }
-            if (!ok) break;
-            if (fin) {
-                if (!message_binary_ && !utf8_.complete()) {
-                    fail(1007, "invalid UTF-8");
-                    break;
-                }
-                inbox_.push_back({std::move(message_), message_binary_});
-                message_.clear();
-                in_message_ = false;
-                inbox_signal_.cancel();
+    void written() {
+        for (auto& o : batch_) {
+            if (o.opcode == detail::ws_close) close_sent_ = true;
+            else if (o.opcode == detail::ws_text || o.opcode == detail::ws_binary) {
+                --queued_count_;
+                queued_bytes_ -= o.payload.size();
+                auto& bytes = o.payload.owned_;
+                if (bytes.capacity() >= direct_threshold && bytes.capacity() <= direct_limit)
+                    reader_.recycle(std::move(bytes));
             }
         }
-        // Nothing more will be read: tell the handler and the writer.
-        closed_for_reading_ = true;
-        inbox_signal_.cancel();
-        outbox_signal_.cancel();
+        batch_.clear();
+        room_.notify_all();
+        if (close_sent_) io_wake_.notify_all();
+    }
+
+    void write_failed() {
+        if (!close_queued_) status_ = {close_code::abnormal_closure, {}, true};
+        abort();
+    }
+
+    // ---- deadlines -----------------------------------------------------------------------------------
+
+    // One timer serves every deadline. It is re-armed only when a deadline moves earlier; when it fires,
+    // it looks at the clock and re-arms for whatever comes next.
+    clock::time_point next_deadline() const noexcept {
+        auto next = clock::time_point::max();
+        auto idle = options_.idle_timeout;
+        if (close_queued_) {
+            next = close_deadline_;
+        } else {
+            if (idle.count() > 0) next = std::min(next, last_heard_ + idle);
+            if (options_.ping_interval.count() > 0)
+                next = std::min(next, std::max(last_heard_, last_ping_) + options_.ping_interval);
+        }
+        if (writing_ && idle.count() > 0) next = std::min(next, write_started_ + idle);
+        return next;
+    }
+
+    void arm_timer() {
+        if (finished_) return;
+        auto next = next_deadline();
+        if (next >= armed_) return;
+        armed_ = next;
+        timer_.expires_at(next);
+        timer_.async_wait([self = shared_from_this()](asio::error_code ec) {
+            if (ec == asio::error::operation_aborted || self->finished_) return;
+            self->on_timer();
+        });
+    }
+
+    void on_timer() {
+        armed_ = clock::time_point::max();
+        auto now = clock::now();
+        auto idle = options_.idle_timeout;
+        if (close_queued_ && now >= close_deadline_) return abort(); // the closing handshake took too long
+        if (writing_ && idle.count() > 0 && now >= write_started_ + idle) {
+            if (!close_queued_) status_ = {close_code::abnormal_closure, "peer stopped reading", false};
+            return abort();
+        }
         if (!close_queued_) {
-            // The peer vanished without a closing handshake: there is no one left to tell.
-            peer_vanished_ = true;
-            co_return;
+            if (idle.count() > 0 && now >= last_heard_ + idle) {
+                status_ = {close_code::abnormal_closure, "peer silent", false};
+                return abort();
+            }
+            if (options_.ping_interval.count() > 0 && now >= std::max(last_heard_, last_ping_) + options_.ping_interval) {
+                last_ping_ = now;
+                reader_.drop_spare(); // a quiet session keeps no buffer for the next message
+                bool waiting = std::any_of(control_.begin(), control_.end(),
+                                           [](const outgoing& o) { return o.opcode == detail::ws_ping; });
+                if (!waiting) control_.push_back({detail::ws_ping, std::string()});
+                schedule_flush();
+            }
         }
-        // A close is queued: the writer ends the session once it is written.
-        asio::steady_timer forever(socket_.get_executor(), asio::steady_timer::time_point::max());
-        asio::error_code ec;
-        co_await forever.async_wait(asio::redirect_error(asio::use_awaitable, ec));
+        arm_timer();
     }
 
-    // Returns false when reading must stop.
-    bool on_control(std::uint8_t opcode, std::string payload) {
-        if (opcode == 0x9) { // ping -> pong with the same payload
-            if (!close_queued_) {
-                control_.push_back({0xA, std::make_shared<const std::string>(std::move(payload))});
-                outbox_signal_.cancel();
-            }
-            return true;
-        }
-        if (opcode == 0xA) return true; // pong: the peer is alive (last_heard_ updated)
-        // close
-        close_received_ = true;
-        if (payload.size() == 1) {
-            fail(1002, "one-byte close payload");
-            return false;
-        }
-        unsigned short code = 0;
-        if (payload.size() >= 2) {
-            code = static_cast<unsigned short>((std::uint8_t(payload[0]) << 8) | std::uint8_t(payload[1]));
-            if (!valid_close_code(code)) {
-                fail(1002, "invalid close code");
-                return false;
-            }
-            if (!detail::is_valid_utf8(std::string_view(payload).substr(2))) {
-                fail(1007, "close reason is not UTF-8");
-                return false;
-            }
-        }
-        stop_reading_ = true;
-        // Echo the peer's code (RFC 6455 section 5.5.1); an empty close is answered with an empty one.
-        start_close(code, {});
-        return false;
-    }
-
-    asio::awaitable<void> write_loop() {
-        auto self = shared_from_this();
-        std::vector<asio::const_buffer> buffers;
-        std::vector<outgoing> batch;
-        std::vector<std::array<char, 10>> headers;
-        for (;;) {
-            while (outbox_.empty() && control_.empty()) {
-                if (closed_for_reading_ && close_sent_) co_return;
-                co_await wait(outbox_signal_);
-            }
-            batch.clear();
-            bool has_close = false;
-            // Pongs and pings go first, in the order they were queued; then data, then a close.
-            while (!control_.empty()) {
-                batch.push_back(std::move(control_.front()));
-                control_.pop_front();
-            }
-            while (!outbox_.empty() && batch.size() < 64) {
-                batch.push_back(std::move(outbox_.front()));
-                outbox_.pop_front();
-                if (batch.back().opcode == 0x8) {
-                    has_close = true;
-                    outbox_.clear(); // nothing is sent after a close
-                    break;
-                }
-            }
-            room_signal_.cancel();
-            headers.resize(batch.size());
-            buffers.clear();
-            for (std::size_t i = 0; i < batch.size(); ++i) {
-                auto& h = headers[i];
-                std::size_t n = batch[i].payload->size();
-                std::size_t len = 2;
-                h[0] = static_cast<char>(0x80 | batch[i].opcode);
-                if (n < 126) h[1] = static_cast<char>(n);
-                else if (n <= 0xffff) {
-                    h[1] = 126;
-                    h[2] = static_cast<char>(n >> 8);
-                    h[3] = static_cast<char>(n & 0xff);
-                    len = 4;
-                } else {
-                    h[1] = 127;
-                    for (int b = 0; b < 8; ++b) h[2 + b] = static_cast<char>((std::uint64_t(n) >> (56 - 8 * b)) & 0xff);
-                    len = 10;
-                }
-                buffers.emplace_back(h.data(), len);
-                buffers.emplace_back(asio::buffer(*batch[i].payload));
-            }
-            asio::error_code ec;
-            std::size_t n = co_await asio::async_write(socket_, buffers, asio::redirect_error(asio::use_awaitable, ec));
-            if (counter_) counter_->count_written(n);
-            if (ec) co_return;
-            if (has_close) {
-                close_sent_ = true;
-                // After our close: if the peer's close already came (or it vanished), the session is over;
-                // otherwise the keep-alive loop gives it close_timeout to answer.
-                if (close_received_ || peer_vanished_ || stop_reading_) co_return;
-            }
-        }
-    }
-
-    asio::awaitable<void> keepalive_loop() {
-        using clock = std::chrono::steady_clock;
-        auto tick = std::chrono::milliseconds(250);
-        if (options_.ping_interval.count() > 0) tick = std::min(tick, options_.ping_interval);
-        auto last_ping = clock::now();
-        for (;;) {
-            ticker_.expires_after(tick);
-            asio::error_code ec;
-            co_await ticker_.async_wait(asio::redirect_error(asio::use_awaitable, ec));
-            auto now = clock::now();
-            if (close_queued_) {
-                if (now >= close_deadline_) co_return; // the peer did not answer our close in time
-                continue;
-            }
-            if (options_.idle_timeout.count() > 0 && now - last_heard_ >= options_.idle_timeout) co_return;
-            if (options_.ping_interval.count() > 0 && now - last_heard_ >= options_.ping_interval &&
-                now - last_ping >= options_.ping_interval) {
-                last_ping = now;
-                control_.push_back({0x9, std::make_shared<const std::string>()});
-                outbox_signal_.cancel();
-            }
-        }
-    }
+    // ---- state ---------------------------------------------------------------------------------------
 
     asio::ip::tcp::socket& socket_;
-    upgraded_connection* counter_ = nullptr;
+    asio::any_io_executor executor_;
     websocket_options options_;
     std::string subprotocol_;
-    std::string in_;
-    std::size_t pos_ = 0;
-    std::string message_;
-    bool in_message_ = false;
-    bool message_binary_ = false;
-    detail::utf8_validator utf8_;
+    upgraded_connection* link_ = nullptr;
+
+    // Reading.
+    detail::ws_frame_reader reader_;
+    std::unique_ptr<char[]> in_;
+    std::size_t in_capacity_ = 0, in_pos_ = 0, in_end_ = 0;
+    std::size_t direct_window_ = direct_threshold * 4;
     std::deque<websocket_message> inbox_;
-    std::deque<outgoing> outbox_;
-    std::deque<outgoing> control_;
-    asio::steady_timer inbox_signal_, outbox_signal_, room_signal_, ticker_;
-    std::chrono::steady_clock::time_point last_heard_{};
-    std::chrono::steady_clock::time_point close_deadline_ = std::chrono::steady_clock::time_point::max();
+    std::size_t inbox_bytes_ = 0;
+
+    // Writing.
+    std::deque<outgoing> outbox_;  // messages, then possibly our close
+    std::deque<outgoing> control_; // at most one pong and one ping, ahead of messages
+    std::size_t queued_count_ = 0, queued_bytes_ = 0;
+    std::vector<outgoing> batch_;
+    std::string scratch_;
+    struct segment {
+        const char* data;
+        std::size_t offset, size;
+    };
+    std::vector<segment> segments_;
+    std::vector<asio::const_buffer> buffers_;
+    std::size_t batch_bytes_ = 0;
+
+    // Waiting.
+    detail::ws_notifier readable_; // the handler's read() and close()
+    detail::ws_notifier room_;     // the handler's send()
+    detail::ws_notifier io_wake_;  // serve() and run()
+    asio::cancellation_signal handler_cancel_;
+    asio::steady_timer timer_;
+    clock::time_point armed_ = clock::time_point::max();
+    clock::time_point last_heard_{}, last_ping_{}, write_started_{};
+    clock::time_point close_deadline_ = clock::time_point::max();
+
+    std::shared_ptr<detail::ws_sender_link> sender_link_; // made by the first sender()
+    websocket_close_status status_;
+    std::exception_ptr handler_error_;
+    bool handler_running_ = false;
+    bool reading_frames_ = true;
+    bool read_done_ = false;
+    bool flush_posted_ = false;
+    bool writing_ = false;
     bool close_queued_ = false;
     bool close_sent_ = false;
-    bool close_received_ = false;
-    bool closed_for_reading_ = false;
-    bool stop_reading_ = false;
-    bool peer_vanished_ = false;
+    bool peer_gone_ = false;
+    bool aborted_ = false;
+    bool finished_ = false;
 };
 
-inline bool websocket_sender::send_shared(std::shared_ptr<const std::string> payload, bool binary) {
-    if (connection_.expired()) return false;
-    asio::post(executor_, [c = connection_, payload = std::move(payload), binary]() mutable {
-        if (auto conn = c.lock()) conn->enqueue_from_elsewhere(binary ? 0x2 : 0x1, std::move(payload));
+inline bool websocket_sender::post(std::uint8_t opcode, websocket_payload payload) {
+    std::size_t size = payload.size();
+    std::lock_guard lock(link_->mutex);
+    if (!link_->open || link_->closing) return false;
+    if (link_->posted_bytes > 0 && link_->posted_bytes + size > link_->budget) {
+        // Messages pile up faster than the session's thread takes them: the same policy as a full queue.
+        if (link_->on_full == websocket_full_queue_policy::drop_message) return false;
+        link_->closing = true;
+        asio::post(link_->executor, [l = link_] {
+            if (auto conn = l->session.lock()) conn->fail_send_queue();
+        });
+        return false;
+    }
+    link_->posted_bytes += size;
+    asio::post(link_->executor, [l = link_, opcode, size, payload = std::move(payload)]() mutable {
+        {
+            std::lock_guard lock(l->mutex);
+            l->posted_bytes -= size;
+        }
+        if (auto conn = l->session.lock()) conn->enqueue_from_elsewhere(opcode, std::move(payload));
     });
     return true;
 }
 
-inline void websocket_sender::close(close_code code) {
-    asio::post(executor_, [c = connection_, code] {
-        if (auto conn = c.lock()) conn->close_from_elsewhere(static_cast<unsigned short>(code));
+inline bool websocket_sender::close(close_code code, std::string reason) {
+    std::lock_guard lock(link_->mutex);
+    if (!link_->open) return false;
+    link_->closing = true;
+    asio::post(link_->executor, [l = link_, code, reason = std::move(reason)] {
+        if (auto conn = l->session.lock()) conn->begin_close(code, reason);
     });
-}
-
-/// What runs a WebSocket session: a coroutine given the connection.
-using websocket_handler = std::function<asio::awaitable<void>(websocket_connection&)>;
-
-/// The WebSocket protocol as a pending upgrade: `weir::pending<weir::websocket>`. The final stage writes
-/// the 101 with every stage's headers plus Upgrade, Connection and Sec-WebSocket-Accept (and the chosen
-/// Sec-WebSocket-Protocol), then runs the session.
-class websocket {
-public:
-    static constexpr weir::status default_status = weir::status::switching_protocols;
-    static constexpr std::string_view name = "websocket";
-    static constexpr bool commits(weir::status s) noexcept { return s == weir::status::switching_protocols; }
-
-    websocket(websocket_handshake handshake, websocket_handler handler, websocket_options options)
-        : handshake_(std::move(handshake)), handler_(std::move(handler)), options_(std::move(options)) {}
-
-    void prepare_head(weir::headers&) {}
-
-    void write_protocol_fields(std::string& out) const {
-        out += "Upgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Accept: ";
-        out += handshake_.accept_key;
-        out += "\r\n";
-        if (!handshake_.subprotocol.empty()) {
-            out += "Sec-WebSocket-Protocol: ";
-            out += handshake_.subprotocol;
-            out += "\r\n";
-        }
-    }
-
-    asio::awaitable<void> run(upgraded_connection& connection) {
-        auto session = std::make_shared<websocket_connection>(connection.socket(), options_, handshake_.subprotocol,
-                                                              connection.take_leftover());
-        session->count_into(&connection);
-        connection.on_shutdown([weak = std::weak_ptr<websocket_connection>(session)] {
-            if (auto s = weak.lock()) s->going_away();
-        });
-        co_await session->run(std::move(handler_));
-        connection.on_shutdown({});
-    }
-
-    /// The subprotocol the handshake chose, or "".
-    const std::string& subprotocol() const noexcept { return handshake_.subprotocol; }
-
-private:
-    websocket_handshake handshake_;
-    websocket_handler handler_;
-    websocket_options options_;
-};
-
-/// Answers a WebSocket handshake: `pending<websocket>` running `handler` if the handshake is valid, else a
-/// plain 400, 403 or 426 response (see check_websocket_handshake).
-template <class Request>
-reply<websocket> accept_websocket(const Request& req, websocket_handler handler, websocket_options options = {}) {
-    response refusal;
-    auto handshake = check_websocket_handshake(req, options, refusal);
-    if (!handshake) return refusal;
-    return pending<websocket>(websocket(std::move(*handshake), std::move(handler), std::move(options)));
+    return true;
 }
 
 } // namespace weir

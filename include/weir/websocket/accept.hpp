@@ -1,0 +1,107 @@
+#pragma once
+
+#include <weir/reply.hpp>
+#include <weir/upgrade.hpp>
+#include <weir/websocket/connection.hpp>
+#include <weir/websocket/handshake.hpp>
+#include <weir/websocket/options.hpp>
+
+#include <asio/awaitable.hpp>
+
+#include <functional>
+#include <memory>
+#include <string>
+#include <string_view>
+#include <utility>
+
+namespace weir {
+
+/// The WebSocket protocol as a pending upgrade: `weir::pending<weir::websocket>`. The final stage writes
+/// the 101 with every stage's headers plus Upgrade, Connection and Sec-WebSocket-Accept (and the chosen
+/// Sec-WebSocket-Protocol), then runs the session. Made by accept_websocket.
+class websocket {
+public:
+    static constexpr weir::status default_status = weir::status::switching_protocols;
+    static constexpr std::string_view name = "websocket";
+    /// Only a 101 starts the session: a stage that turns it into a 403 gets a plain 403.
+    static constexpr bool commits(weir::status s) noexcept { return s == weir::status::switching_protocols; }
+
+    /// A session for a handshake already checked (check_websocket_handshake).
+    websocket(websocket_handshake handshake, websocket_handler handler, websocket_options options)
+        : handshake_(std::move(handshake)), handler_(std::move(handler)), options_(std::move(options)) {}
+
+    /// Nothing to add among the ordinary headers: a 101 has no body.
+    void prepare_head(weir::headers&) {}
+
+    /// The upgrade fields no stage may set.
+    void write_protocol_fields(std::string& out) const {
+        out += "Upgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Accept: ";
+        out += handshake_.accept_key;
+        out += "\r\n";
+        if (!handshake_.subprotocol.empty()) {
+            out += "Sec-WebSocket-Protocol: ";
+            out += handshake_.subprotocol;
+            out += "\r\n";
+        }
+    }
+
+    /// Runs the session on the upgraded socket, starting with the bytes that came after the handshake.
+    /// A graceful server shutdown closes it with 1001.
+    asio::awaitable<void> run(upgraded_connection& connection) {
+        auto session = std::make_shared<websocket_connection>(connection.socket(), std::move(options_),
+                                                              handshake_.subprotocol, connection.take_leftover());
+        connection.on_shutdown([weak = std::weak_ptr<websocket_connection>(session)] {
+            if (auto s = weak.lock()) s->going_away();
+        });
+        struct forget_shutdown {
+            upgraded_connection& c;
+            ~forget_shutdown() { c.on_shutdown({}); }
+        } guard{connection};
+        co_await session->run(std::move(handler_), &connection);
+    }
+
+    /// The subprotocol the handshake chose, or "".
+    const std::string& subprotocol() const noexcept { return handshake_.subprotocol; }
+
+private:
+    websocket_handshake handshake_;
+    websocket_handler handler_;
+    websocket_options options_;
+};
+
+/// A session written as callbacks rather than a coroutine; each runs on the session's thread. Answer with
+/// `ws.try_send(...)` (it does not wait; false when the send queue is full) or a sender().
+struct websocket_callbacks {
+    std::function<void(websocket_connection&)> on_open;
+    std::function<void(websocket_connection&, websocket_message)> on_message;
+    std::function<void(websocket_connection&, const websocket_close_status&)> on_close;
+};
+
+/// The coroutine handler that drives `callbacks`.
+inline websocket_handler make_websocket_handler(websocket_callbacks callbacks) {
+    return [cb = std::make_shared<const websocket_callbacks>(std::move(callbacks))](
+               websocket_connection& ws) -> asio::awaitable<void> {
+        if (cb->on_open) cb->on_open(ws);
+        while (auto message = co_await ws.read())
+            if (cb->on_message) cb->on_message(ws, std::move(*message));
+        if (cb->on_close) cb->on_close(ws, ws.close_status());
+    };
+}
+
+/// Answers a WebSocket handshake: `pending<websocket>` running `handler` if the handshake is valid, else a
+/// plain 400, 403 or 426 response (see check_websocket_handshake). Copies what it needs from the request.
+template <class Request>
+reply<websocket> accept_websocket(const Request& req, websocket_handler handler, websocket_options options = {}) {
+    response refusal;
+    auto handshake = check_websocket_handshake(req, options, refusal);
+    if (!handshake) return refusal;
+    return pending<websocket>(websocket(std::move(*handshake), std::move(handler), std::move(options)));
+}
+
+/// Answers a WebSocket handshake with a session driven by callbacks.
+template <class Request>
+reply<websocket> accept_websocket(const Request& req, websocket_callbacks callbacks, websocket_options options = {}) {
+    return accept_websocket(req, make_websocket_handler(std::move(callbacks)), std::move(options));
+}
+
+} // namespace weir
