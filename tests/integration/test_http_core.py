@@ -3,6 +3,7 @@
 import concurrent.futures
 import os
 import re
+import resource
 import signal
 import socket
 import subprocess
@@ -359,7 +360,10 @@ with Server("core_test_server", "--header-timeout-ms", "1000", "--body-timeout-m
             shutdown_cancels_slow_handler)
 
 
-# Memory: the default body timeout, so that a slow (sanitized) build still gets the bodies through.
+# Memory: the default body timeout, so that a slow (sanitized) build still gets the bodies through. Descriptors
+# for many idle connections (the server inherits the raised limit).
+_soft, _hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+resource.setrlimit(resource.RLIMIT_NOFILE, (min(_hard, 16384), _hard))
 with Server("core_test_server", "--idle-timeout-ms", "20000", "--max-body", "2000000") as srv:
 
     def raw_chunks_not_kept():
@@ -404,6 +408,34 @@ with Server("core_test_server", "--idle-timeout-ms", "20000", "--max-body", "200
         if measures_rss(srv.proc.pid):
             expect(grown < 20, f"idle connections keep no request body: RSS grew {grown:.1f} MB")
     R.check("idle keep-alive connections do not keep their last chunked body (RSS)", idle_after_chunked_upload)
+
+    def idle_connection_holds_no_read_buffer():
+        n_conns = 2000
+        if resource.getrlimit(resource.RLIMIT_NOFILE)[0] < 2 * n_conns + 100:
+            print("     skipped: not enough file descriptors", flush=True)
+            return
+        for _ in range(20):  # warm up: the loop's spare buffers and the allocator's arenas
+            with srv.connect() as s:
+                s.sendall(get(b"/"))
+                read_response(s)
+        time.sleep(0.2)
+        base = rss_mb(srv.proc.pid)
+        socks = []
+        for _ in range(n_conns):
+            s = srv.connect(timeout=30)
+            s.sendall(get(b"/"))
+            expect(read_response(s)[0] == 200, "200")
+            socks.append(s)
+        time.sleep(0.3)
+        per_conn = (rss_mb(srv.proc.pid) - base) * 1024 * 1024 / n_conns
+        print(f"     {per_conn:.0f} bytes of RSS per idle keep-alive connection ({n_conns} connections)", flush=True)
+        for s in socks:
+            s.close()
+        if measures_rss(srv.proc.pid):
+            # Measured here: 7.8 KB with a 4 KiB read buffer each, 3.8 KB without.
+            expect(per_conn < 6000, f"an idle connection holds no read buffer: {per_conn:.0f} bytes each")
+    R.check("an idle keep-alive connection holds no read buffer (RSS per connection)",
+            idle_connection_holds_no_read_buffer)
 
 
 

@@ -27,6 +27,7 @@
 #include <string>
 #include <type_traits>
 #include <utility>
+#include <vector>
 
 namespace weir::detail {
 
@@ -56,6 +57,8 @@ class connection final : public connection_base, public std::enable_shared_from_
     // Buffers that grew past this for one large message are freed once emptied. Above the 64 KiB of pipelined
     // responses that may wait in out_, so steady pipelining never reallocates.
     static constexpr std::size_t max_kept_buffer = 128 * 1024;
+    // Read buffers kept per thread for connections that wake up (see spare_buffers).
+    static constexpr std::size_t max_spare_buffers = 64;
 
 public:
     connection(asio::ip::tcp::socket socket, App& app, const server_options& options)
@@ -172,9 +175,43 @@ private:
 
     std::string_view buffered() const noexcept { return {buffer_.data() + begin_, end_ - begin_}; }
 
+    // Read buffers of idle connections wait here, per thread (so per event loop, as a connection stays on one),
+    // for the next connection that has bytes to read: an idle connection holds none, and a busy loop does not
+    // allocate one per request.
+    static std::vector<std::string>& spare_buffers() {
+        thread_local std::vector<std::string> spare;
+        return spare;
+    }
+
     // Reads more bytes into the buffer, moving or growing it as needed. Returns false on EOF or error.
-    asio::awaitable<bool> read_more() {
-        if (buffer_.size() == 0) buffer_.resize(initial_buffer);
+    // Between requests (`idle`, nothing buffered) the connection gives its read buffer back and waits for the
+    // socket to become readable before taking one again.
+    asio::awaitable<bool> read_more(bool idle = false) {
+        asio::error_code ec;
+        if (idle && begin_ == end_) {
+            begin_ = end_ = 0;
+            if (!buffer_.empty()) {
+                auto& spare = spare_buffers();
+                if (buffer_.size() == initial_buffer && spare.size() < max_spare_buffers) {
+                    spare.emplace_back();
+                    spare.back().swap(buffer_);
+                } else {
+                    std::string().swap(buffer_);
+                }
+            }
+            // async_wait re-arms the descriptor (EPOLL_CTL_MOD), so bytes that are already there wake it too.
+            co_await socket_.async_wait(asio::socket_base::wait_read, asio::redirect_error(asio::use_awaitable, ec));
+            if (ec) co_return false;
+        }
+        if (buffer_.size() == 0) {
+            auto& spare = spare_buffers();
+            if (!spare.empty()) {
+                buffer_.swap(spare.back());
+                spare.pop_back();
+            } else {
+                buffer_.resize(initial_buffer);
+            }
+        }
         if (end_ == buffer_.size()) {
             if (begin_ > 0) {
                 std::memmove(buffer_.data(), buffer_.data() + begin_, end_ - begin_);
@@ -184,7 +221,6 @@ private:
                 buffer_.resize(buffer_.size() * 2);
             }
         }
-        asio::error_code ec;
         std::size_t n = co_await socket_.async_read_some(asio::buffer(buffer_.data() + end_, buffer_.size() - end_),
                                                          asio::redirect_error(asio::use_awaitable, ec));
         if (ec) co_return false;
@@ -275,7 +311,7 @@ private:
                 }
                 set_deadline_at(phase_deadline); // again after a flush, which sets the write deadline
                 timed_out_ = false;
-                bool ok = co_await read_more();
+                bool ok = co_await read_more(idle_);
                 idle_ = false;
                 if (!ok) {
                     if (timed_out_ && end_ > begin_ && socket_.is_open())
