@@ -167,11 +167,13 @@ private:
         auto c = std::make_shared<detail::connection<App>>(std::move(socket), app_, options_);
         w.connections.insert(c);
         if (stopping_) c->begin_shutdown();
-        asio::co_spawn(w.io, c->run(), asio::bind_cancellation_slot(c->cancellation_slot(), [this, &w, c](std::exception_ptr) {
-            w.connections.erase(c);
-            --live_;
-            maybe_finish();
-        }));
+        // The slot lets shutdown cancel what the connection awaits, its handler's awaits included.
+        asio::co_spawn(w.io, c->run(),
+                       asio::bind_cancellation_slot(c->cancellation_slot(), [this, &w, c](std::exception_ptr) {
+                           w.connections.erase(c);
+                           --live_;
+                           maybe_finish();
+                       }));
     }
 
     // Once shutting down and every connection is gone, the shutdown timer need not hold the loop open.
