@@ -5,6 +5,7 @@
 #include <weir/reply.hpp>
 #include <weir/server_options.hpp>
 
+#include <asio/bind_cancellation_slot.hpp>
 #include <asio/co_spawn.hpp>
 #include <asio/detached.hpp>
 #include <asio/executor_work_guard.hpp>
@@ -92,7 +93,9 @@ public:
     }
 
     /// Starts a graceful shutdown: stop accepting, let in-flight requests finish, end streams and sessions
-    /// cleanly, close idle connections; after options.shutdown_timeout, close what is left. Thread-safe.
+    /// cleanly, close idle connections; after options.shutdown_timeout, cancel the handlers still running
+    /// (their requests get 503) and close what is left. Thread-safe. run() returns at most `shutdown_grace`
+    /// after shutdown_timeout, unless a handler blocks its thread without awaiting.
     void stop() {
         if (stopping_.exchange(true)) return;
         asio::post(workers_.front()->io, [this] {
@@ -105,8 +108,21 @@ public:
                 if (e) return;
                 for (auto& w : workers_)
                     asio::post(w->io, [w = w.get()] {
-                        for (auto& c : w->connections) c->force_close();
+                        auto copy = w->connections;
+                        for (auto& c : copy) c->force_close();
                     });
+                // A handler that ignores its cancellation gets a moment; then its socket is closed and the loops
+                // stop, so run() returns on time whatever is left.
+                shutdown_timer_->expires_after(shutdown_grace);
+                shutdown_timer_->async_wait([this](const asio::error_code& e2) {
+                    if (e2) return;
+                    for (auto& w : workers_)
+                        asio::post(w->io, [w = w.get()] {
+                            auto copy = w->connections;
+                            for (auto& c : copy) c->close_now();
+                            w->io.stop();
+                        });
+                });
             });
             for (auto& w : workers_)
                 asio::post(w->io, [this, w = w.get()] {
@@ -151,11 +167,13 @@ private:
         auto c = std::make_shared<detail::connection<App>>(std::move(socket), app_, options_);
         w.connections.insert(c);
         if (stopping_) c->begin_shutdown();
-        asio::co_spawn(w.io, c->run(), [this, &w, c](std::exception_ptr) {
-            w.connections.erase(c);
-            --live_;
-            maybe_finish();
-        });
+        // The slot lets shutdown cancel what the connection awaits, its handler's awaits included.
+        asio::co_spawn(w.io, c->run(),
+                       asio::bind_cancellation_slot(c->cancellation_slot(), [this, &w, c](std::exception_ptr) {
+                           w.connections.erase(c);
+                           --live_;
+                           maybe_finish();
+                       }));
     }
 
     // Once shutting down and every connection is gone, the shutdown timer need not hold the loop open.
@@ -165,6 +183,9 @@ private:
                 if (shutdown_timer_) shutdown_timer_->cancel();
             });
     }
+
+    // After shutdown_timeout has cancelled what was left, how long before the loops are stopped regardless.
+    static constexpr std::chrono::milliseconds shutdown_grace{1000};
 
     App app_;
     server_options options_;

@@ -18,13 +18,13 @@ struct server_options {
     bool tcp_nodelay = true;        ///< disable Nagle's algorithm on accepted sockets
     std::size_t max_connections = 10'000; ///< connections over this are closed as soon as accepted
 
-    http_limits limits{}; ///< request line, header and body limits (414, 431, 413)
+    http_limits limits{}; ///< request line, header, body and chunk extension limits (414, 431, 413, 400)
 
-    std::chrono::milliseconds header_timeout{10'000};   ///< a started request head must arrive within this (408)
-    std::chrono::milliseconds body_timeout{30'000};     ///< the body must arrive within this after the head (408)
+    std::chrono::milliseconds header_timeout{10'000};   ///< the whole head, from its first byte (408)
+    std::chrono::milliseconds body_timeout{30'000};     ///< the whole body, from the end of the head (408)
     std::chrono::milliseconds idle_timeout{60'000};     ///< a keep-alive connection may idle this long
     std::chrono::milliseconds write_timeout{30'000};    ///< a response write must finish within this
-    std::chrono::milliseconds shutdown_timeout{10'000}; ///< graceful shutdown waits this long, then closes
+    std::chrono::milliseconds shutdown_timeout{10'000}; ///< graceful shutdown waits this long, then cancels (503)
 
     bool handle_signals = true; ///< SIGINT and SIGTERM start a graceful shutdown
 

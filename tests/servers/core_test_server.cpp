@@ -1,11 +1,12 @@
 // A server for the HTTP core integration tests: small limits and timeouts set from the command line, and
-// routes that echo, wait, throw and count.
+// routes that echo, wait, throw and count, and an event stream with a large head (a head flush that blocks).
 
 #include "../../examples/example_options.hpp"
 
 #include <weir/pipeline.hpp>
 #include <weir/router.hpp>
 #include <weir/server.hpp>
+#include <weir/sse.hpp>
 
 #include <asio/steady_timer.hpp>
 #include <asio/this_coro.hpp>
@@ -13,6 +14,7 @@
 #include <atomic>
 #include <chrono>
 #include <stdexcept>
+#include <system_error>
 #include <string>
 
 int main(int argc, char** argv) {
@@ -35,6 +37,7 @@ int main(int argc, char** argv) {
         });
 
     static std::atomic<int> handled{0};
+    static std::atomic<int> cancelled{0}; // /slow handlers whose wait was cancelled
     weir::pipeline app{
         [](const auto& req, auto next) -> asio::awaitable<weir::reply_of<decltype(next)>> {
             ++handled;
@@ -51,7 +54,12 @@ int main(int argc, char** argv) {
             weir::get<"/slow">([](const weir::request<>& req) -> asio::awaitable<weir::response> {
                 auto ms = std::stol(req.query_param("ms").value_or("200"));
                 asio::steady_timer t(co_await asio::this_coro::executor, std::chrono::milliseconds(ms));
-                co_await t.async_wait(asio::use_awaitable);
+                try {
+                    co_await t.async_wait(asio::use_awaitable);
+                } catch (const std::system_error& e) {
+                    if (e.code() == asio::error::operation_aborted) ++cancelled;
+                    throw;
+                }
                 co_return weir::response(weir::status::ok, "slept");
             }),
             weir::get<"/throw">([](const auto&) -> weir::response { throw std::runtime_error("handler failed"); }),
@@ -63,6 +71,26 @@ int main(int argc, char** argv) {
             weir::get<"/no-content">([](const auto&) { return weir::response(weir::status::no_content); }),
             weir::get<"/count">([](const auto&) {
                 return weir::response(weir::status::ok, std::to_string(handled.load()));
+            }),
+            weir::get<"/cancelled">([](const auto&) {
+                return weir::response(weir::status::ok, std::to_string(cancelled.load()));
+            }),
+            // An endless event stream whose head carries `pad` bytes of padding, so that writing the head blocks
+            // on a client that does not read.
+            weir::get<"/padded-stream">([](const auto& req) {
+                auto pad = std::stoul(req.query_param("pad").value_or("0"));
+                auto p = weir::event_stream(req, [](weir::sse_stream& out) -> asio::awaitable<void> {
+                    asio::steady_timer t(out.get_executor());
+                    for (int i = 0;; ++i) {
+                        weir::sse_event e;
+                        e.data = std::to_string(i);
+                        if (!co_await out.send(e)) co_return;
+                        t.expires_after(std::chrono::milliseconds(50));
+                        co_await t.async_wait(asio::use_awaitable);
+                    }
+                });
+                p.headers().set("X-Padding", std::string(pad, 'p'));
+                return p;
             }),
         },
     };

@@ -235,3 +235,66 @@ TEST_CASE("views follow the buffer when it moves between calls") {
     CHECK(m.header("host") == "h");
     CHECK(m.body() == "abcd");
 }
+
+TEST_CASE("chunk extensions are limited in total per request, not only per line: past 4 KiB is 400") {
+    auto head = std::string("POST / HTTP/1.1\r\nHost: h\r\nTransfer-Encoding: chunked\r\n\r\n");
+    std::string ext = ";e=" + std::string(1500, 'x');
+    // Each line is well under 4 KiB, but three of them are not.
+    CHECK(refused(head + "1" + ext + "\r\na\r\n1" + ext + "\r\nb\r\n1" + ext + "\r\nc\r\n0\r\n\r\n") == bad_request);
+    auto ok = parse(head + "1" + ext + "\r\na\r\n1" + ext + "\r\nb\r\n0\r\n\r\n");
+    CHECK(ok.result.state == weir::parse_result::kind::complete);
+    CHECK(ok.body == "ab");
+}
+
+TEST_CASE("chunk-size then whitespace without an extension is 400; BWS around ';' and '=' is accepted "
+          "(RFC 9112 section 7.1.1)") {
+    auto head = std::string("POST / HTTP/1.1\r\nHost: h\r\nTransfer-Encoding: chunked\r\n\r\n");
+    CHECK(refused(head + "5 \r\nhello\r\n0\r\n\r\n") == bad_request);
+    CHECK(refused(head + "5\t\r\nhello\r\n0\r\n\r\n") == bad_request);
+    CHECK(refused(head + "5;a \r\nhello\r\n0\r\n\r\n") == bad_request);
+    CHECK(refused(head + "5;\r\nhello\r\n0\r\n\r\n") == bad_request);
+    CHECK(refused(head + "5;a b\r\nhello\r\n0\r\n\r\n") == bad_request);
+    CHECK(refused(head + "5;a=\r\nhello\r\n0\r\n\r\n") == bad_request);
+    CHECK(refused(head + "5;a=\"open\r\nhello\r\n0\r\n\r\n") == bad_request);
+    auto ok = parse_bytewise(head + "5 ; a = b ;c;d=\"q \\\" s\"\r\nhello\r\n0\r\n\r\n");
+    REQUIRE(ok.result.state == weir::parse_result::kind::complete);
+    CHECK(ok.body == "hello");
+}
+
+TEST_CASE("an absolute-form target with an empty path is the path / and keeps its query") {
+    auto o = parse("POST http://x?n=5 HTTP/1.1\r\nHost: x\r\nContent-Length: 0\r\n\r\n");
+    REQUIRE(o.result.state == weir::parse_result::kind::complete);
+    CHECK(o.message.path() == "/");
+    CHECK(o.message.query() == "n=5");
+    auto bare = parse("GET http://x HTTP/1.1\r\nHost: x\r\n\r\n");
+    REQUIRE(bare.result.state == weir::parse_result::kind::complete);
+    CHECK(bare.message.path() == "/");
+    CHECK(bare.message.query().empty());
+}
+
+TEST_CASE("the raw bytes of a decoded chunked body can be dropped from the buffer as they arrive") {
+    std::string head = "POST /up HTTP/1.1\r\nHost: h\r\nTransfer-Encoding: chunked\r\n\r\n";
+    std::string buffer = head;
+    weir::request_parser p;
+    weir::http_request m;
+    std::size_t most = 0;
+    for (int i = 0; i < 1000; ++i) {
+        buffer += "1;e\r\nx\r\n"; // 2 bytes of extension each, 2000 in all: under the limit
+        REQUIRE(p.parse(buffer, m).state == weir::parse_result::kind::incomplete);
+        buffer.erase(p.decoded_offset(), p.decoded_bytes());
+        p.discard_decoded();
+        most = std::max(most, buffer.size());
+    }
+    buffer += "2\r\nyz\r\n0\r\n";
+    REQUIRE(p.parse(buffer, m).state == weir::parse_result::kind::incomplete);
+    buffer.erase(p.decoded_offset(), p.decoded_bytes());
+    p.discard_decoded();
+    buffer += "\r\nGET";
+    auto r = p.parse(buffer, m);
+    REQUIRE(r.state == weir::parse_result::kind::complete);
+    CHECK(m.path() == "/up");
+    CHECK(m.body() == std::string(1000, 'x') + "yz");
+    CHECK(r.consumed == head.size() + 2); // the CRLF ending the trailers was still buffered
+    CHECK(buffer.substr(r.consumed) == "GET");
+    CHECK(most <= head.size() + 16);
+}

@@ -8,11 +8,13 @@
 #include <weir/upgrade.hpp>
 
 #include <asio/awaitable.hpp>
+#include <asio/cancellation_signal.hpp>
 #include <asio/co_spawn.hpp>
 #include <asio/detached.hpp>
 #include <asio/ip/tcp.hpp>
 #include <asio/redirect_error.hpp>
 #include <asio/steady_timer.hpp>
+#include <asio/this_coro.hpp>
 #include <asio/use_awaitable.hpp>
 #include <asio/write.hpp>
 
@@ -25,6 +27,7 @@
 #include <string>
 #include <type_traits>
 #include <utility>
+#include <vector>
 
 namespace weir::detail {
 
@@ -34,7 +37,10 @@ public:
     virtual ~connection_base() = default;
     // Runs on the connection's executor.
     virtual void begin_shutdown() = 0;
+    // At shutdown_timeout: cancels a running handler (answered 503 when it returns) and closes the rest.
     virtual void force_close() = 0;
+    // A moment later: closes whatever is still open, a handler that ignored its cancellation included.
+    virtual void close_now() = 0;
 };
 
 inline void report_error(const server_options& options, std::string_view what) {
@@ -51,6 +57,8 @@ class connection final : public connection_base, public std::enable_shared_from_
     // Buffers that grew past this for one large message are freed once emptied. Above the 64 KiB of pipelined
     // responses that may wait in out_, so steady pipelining never reallocates.
     static constexpr std::size_t max_kept_buffer = 128 * 1024;
+    // Read buffers kept per thread for connections that wake up (see spare_buffers).
+    static constexpr std::size_t max_spare_buffers = 64;
 
 public:
     connection(asio::ip::tcp::socket socket, App& app, const server_options& options)
@@ -67,7 +75,8 @@ public:
         try {
             co_await serve();
         } catch (const std::exception& e) {
-            report_error(options_, fmt::format("connection error: {}", e.what()));
+            // A cancelled connection ends with operation_aborted: that is the shutdown or the peer, not an error.
+            if (!cancelled_ && !peer_gone_) report_error(options_, fmt::format("connection error: {}", e.what()));
         }
         close();
     }
@@ -78,7 +87,21 @@ public:
         else if (idle_) close();
     }
 
-    void force_close() override { close(); }
+    void force_close() override {
+        if (handling_ && !upgraded_ && !cancelled_) {
+            // Cancellation reaches the handler's awaits (timers, sockets, nested coroutines); the socket stays
+            // open so the request can still be answered 503.
+            cancelled_ = true;
+            cancel_.emit(asio::cancellation_type::terminal);
+            return;
+        }
+        close();
+    }
+
+    void close_now() override { close(); }
+
+    /// The slot the server binds to this connection's coroutine, so shutdown can cancel what it awaits.
+    asio::cancellation_slot cancellation_slot() noexcept { return cancel_.slot(); }
 
 private:
     void close() {
@@ -90,9 +113,35 @@ private:
 
     // Moves the deadline. Later deadlines cost nothing (the watchdog re-arms when it wakes); an earlier one
     // than the timer holds wakes the watchdog so it re-arms sooner. On the fast path deadlines only move later.
-    void set_deadline(std::chrono::milliseconds d) {
-        deadline_ = clock::now() + d;
+    void set_deadline(std::chrono::milliseconds d) { set_deadline_at(clock::now() + d); }
+    void set_deadline_at(clock::time_point t) {
+        deadline_ = t;
         if (deadline_ < armed_) timer_.cancel();
+    }
+
+    // While a coroutine handler runs, a client that goes away (EOF or reset) cancels it: its awaits end with
+    // operation_aborted instead of finishing work nobody will read. Bytes of a pipelined request end the
+    // watch (they are read after this request). Peeking reads nothing, so the request's views stay valid.
+    void watch_for_hangup() {
+        socket_.async_wait(asio::socket_base::wait_read,
+                           [self = this->shared_from_this(), watch = ++watch_](const asio::error_code& ec) {
+                               if (ec || watch != self->watch_ || !self->handling_ || self->cancelled_) return;
+                               char c;
+                               asio::error_code rec;
+                               self->socket_.receive(asio::buffer(&c, 1), asio::socket_base::message_peek, rec);
+                               if (rec == asio::error::would_block || rec == asio::error::try_again) {
+                                   self->watch_for_hangup();
+                                   return;
+                               }
+                               if (!rec) return; // a pipelined request
+                               self->peer_gone_ = true;
+                               self->cancel_.emit(asio::cancellation_type::terminal);
+                           });
+    }
+    void stop_watching() {
+        ++watch_;
+        asio::error_code ec;
+        socket_.cancel(ec); // only the readiness wait is pending while a handler runs
     }
 
     // One timer per connection that wakes only when the current deadline may have passed, so setting a
@@ -126,9 +175,43 @@ private:
 
     std::string_view buffered() const noexcept { return {buffer_.data() + begin_, end_ - begin_}; }
 
+    // Read buffers of idle connections wait here, per thread (so per event loop, as a connection stays on one),
+    // for the next connection that has bytes to read: an idle connection holds none, and a busy loop does not
+    // allocate one per request.
+    static std::vector<std::string>& spare_buffers() {
+        thread_local std::vector<std::string> spare;
+        return spare;
+    }
+
     // Reads more bytes into the buffer, moving or growing it as needed. Returns false on EOF or error.
-    asio::awaitable<bool> read_more() {
-        if (buffer_.size() == 0) buffer_.resize(initial_buffer);
+    // Between requests (`idle`, nothing buffered) the connection gives its read buffer back and waits for the
+    // socket to become readable before taking one again.
+    asio::awaitable<bool> read_more(bool idle = false) {
+        asio::error_code ec;
+        if (idle && begin_ == end_) {
+            begin_ = end_ = 0;
+            if (!buffer_.empty()) {
+                auto& spare = spare_buffers();
+                if (buffer_.size() == initial_buffer && spare.size() < max_spare_buffers) {
+                    spare.emplace_back();
+                    spare.back().swap(buffer_);
+                } else {
+                    std::string().swap(buffer_);
+                }
+            }
+            // async_wait re-arms the descriptor (EPOLL_CTL_MOD), so bytes that are already there wake it too.
+            co_await socket_.async_wait(asio::socket_base::wait_read, asio::redirect_error(asio::use_awaitable, ec));
+            if (ec) co_return false;
+        }
+        if (buffer_.size() == 0) {
+            auto& spare = spare_buffers();
+            if (!spare.empty()) {
+                buffer_.swap(spare.back());
+                spare.pop_back();
+            } else {
+                buffer_.resize(initial_buffer);
+            }
+        }
         if (end_ == buffer_.size()) {
             if (begin_ > 0) {
                 std::memmove(buffer_.data(), buffer_.data() + begin_, end_ - begin_);
@@ -138,7 +221,6 @@ private:
                 buffer_.resize(buffer_.size() * 2);
             }
         }
-        asio::error_code ec;
         std::size_t n = co_await socket_.async_read_some(asio::buffer(buffer_.data() + end_, buffer_.size() - end_),
                                                          asio::redirect_error(asio::use_awaitable, ec));
         if (ec) co_return false;
@@ -196,9 +278,20 @@ private:
             parser_.reset();
             bool sent_continue = false;
             parse_result result;
+            // Each phase (idle, head, body) has one deadline, set when the phase starts: reads do not extend it,
+            // so a client dribbling a byte at a time gets 408 when the phase's time is up (slowloris).
+            enum class phase { none, idle, head, body } phase = phase::none;
+            clock::time_point phase_deadline{};
             for (;;) {
                 result = parser_.parse(buffered(), message_);
                 if (result.state != parse_result::kind::incomplete) break;
+                if (std::size_t n = parser_.decoded_bytes()) {
+                    // A chunked body is decoded as it arrives: drop its raw framing, keep the head and the rest.
+                    char* from = buffer_.data() + begin_ + parser_.decoded_offset();
+                    std::memmove(from, from + n, static_cast<std::size_t>(buffer_.data() + end_ - (from + n)));
+                    end_ -= n;
+                    parser_.discard_decoded();
+                }
                 // Nothing more is buffered: send what pipelined responses are waiting before blocking.
                 if (!co_await flush()) co_return;
                 if (parser_.expects_continue() && !sent_continue) {
@@ -209,11 +302,16 @@ private:
                 bool started = end_ > begin_;
                 idle_ = !started;
                 if (idle_ && shutting_down_) co_return;
-                set_deadline(!started                  ? options_.idle_timeout
-                             : parser_.head_complete() ? options_.body_timeout
-                                                       : options_.header_timeout);
+                auto now = !started ? phase::idle : parser_.head_complete() ? phase::body : phase::head;
+                if (now != phase) {
+                    phase = now;
+                    phase_deadline = clock::now() + (now == phase::idle   ? options_.idle_timeout
+                                                     : now == phase::body ? options_.body_timeout
+                                                                          : options_.header_timeout);
+                }
+                set_deadline_at(phase_deadline); // again after a flush, which sets the write deadline
                 timed_out_ = false;
-                bool ok = co_await read_more();
+                bool ok = co_await read_more(idle_);
                 idle_ = false;
                 if (!ok) {
                     if (timed_out_ && end_ > begin_ && socket_.is_open())
@@ -236,7 +334,17 @@ private:
                 using app_result = decltype(app_(std::declval<const request<>&>()));
                 using reply_type = reply_for_t<app_result>;
                 if constexpr (is_awaitable_v<app_result>) {
-                    reply_type r = co_await app_(request<>(message_));
+                    watch_for_hangup();
+                    struct stop_watch {
+                        connection* c;
+                        ~stop_watch() { c->stop_watching(); }
+                    };
+                    reply_type r = co_await [&]() -> asio::awaitable<reply_type> {
+                        stop_watch watching{this};
+                        co_return co_await app_(request<>(message_));
+                    }();
+                    // A cancelled coroutine throws at every co_await; the handler is done, so answer it.
+                    if (cancelled_) co_await asio::this_coro::reset_cancellation_state();
                     keep_alive = keep_alive && !shutting_down_; // a shutdown may have begun meanwhile
                     upgraded = co_await commit(r, consumed, head, keep_alive);
                 } else {
@@ -245,10 +353,18 @@ private:
                     upgraded = co_await commit(r, consumed, head, keep_alive);
                 }
             } catch (const std::exception& e) {
-                report_error(options_, fmt::format("{} {}: {}", message_.method(), message_.target(), e.what()));
-                response r(status::internal_server_error, "Internal Server Error\n");
-                append_response(r, head, keep_alive && !shutting_down_);
+                if (peer_gone_) co_return; // nobody is left to answer
+                if (cancelled_) {
+                    response r(status::service_unavailable, "Service Unavailable: the server is shutting down\n");
+                    append_response(r, head, false);
+                } else {
+                    report_error(options_,
+                                 fmt::format("{} {}: {}", message_.method(), message_.target(), e.what()));
+                    response r(status::internal_server_error, "Internal Server Error\n");
+                    append_response(r, head, keep_alive && !shutting_down_);
+                }
             }
+            if (cancelled_) co_await asio::this_coro::reset_cancellation_state();
             handling_ = false;
             if (upgraded) co_return;
             begin_ += consumed;
@@ -300,15 +416,34 @@ private:
                                          bool& upgraded) {
         auto* p = r.template get_if<pending<P>>();
         if (!p) co_return;
-        // A stage overrode the status (or the request was HEAD): a plain response, and the session never runs.
-        if (!p->will_commit() || head || shutting_down_) {
+        // A stage overrode the status: a plain response, and the session never runs.
+        if (!p->will_commit() || shutting_down_) {
             response plain = std::move(*p).to_response();
             if (shutting_down_ && p->will_commit()) plain.set_status(status::service_unavailable);
             append_response(plain, head, keep_alive);
             co_return;
         }
-        upgraded = true;
         P& session = p->session();
+        if (head) {
+            // HEAD gets the head GET would get, then no body, and the session never runs. Switching protocols
+            // (101) answers only the request that asked for it, and no HEAD can: that is a bad request.
+            if (to_int(p->status()) < 200) {
+                append_response(response(status::bad_request, "a HEAD request cannot switch protocols\n"), head,
+                                keep_alive);
+                co_return;
+            }
+            session.prepare_head(p->headers());
+            append_head_start(out_, p->status(), p->headers());
+            std::size_t fields = out_.size();
+            session.write_protocol_fields(out_);
+            // The GET would have handed the connection to the session; the HEAD's answer ends it.
+            if (!contains_connection_close(std::string_view(out_).substr(fields)))
+                append(out_, "Connection: close\r\n");
+            append(out_, "\r\n");
+            close_after_ = true;
+            co_return;
+        }
+        upgraded = true;
         session.prepare_head(p->headers());
         append_head_start(out_, p->status(), p->headers());
         session.write_protocol_fields(out_);
@@ -319,6 +454,8 @@ private:
         release_buffers(); // a stream or session may live for hours: keep only what it uses
         upgraded_connection link(socket_, std::move(leftover));
         upgraded_ = &link; // the protocol keeps its own timeouts; the watchdog stays asleep (handling_)
+        // A shutdown that began while the head was being written must still reach the session.
+        if (shutting_down_) link.begin_shutdown();
         auto started = clock::now();
         try {
             co_await session.run(link);
@@ -331,6 +468,13 @@ private:
         } catch (const std::exception& e) {
             report_error(options_, fmt::format("an on_end callback failed: {}", e.what()));
         }
+    }
+
+    static bool contains_connection_close(std::string_view fields) noexcept {
+        constexpr std::string_view want = "connection: close\r\n";
+        for (std::size_t i = 0; i + want.size() <= fields.size(); ++i)
+            if ((i == 0 || fields[i - 1] == '\n') && iequals(fields.substr(i, want.size()), want)) return true;
+        return false;
     }
 
     void release_buffers() {
@@ -359,6 +503,10 @@ private:
     bool shutting_down_ = false;
     bool close_after_ = false;
     bool timed_out_ = false;
+    bool cancelled_ = false; // shutdown_timeout cancelled the running handler
+    bool peer_gone_ = false; // the client went away while a handler ran
+    unsigned watch_ = 0;     // which hangup watch is current
+    asio::cancellation_signal cancel_;
 };
 
 } // namespace weir::detail

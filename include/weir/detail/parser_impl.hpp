@@ -16,13 +16,23 @@ inline bool request_parser::expects_continue() const noexcept {
     return expect_continue_ && (phase_ == phase::body || phase_ == phase::chunked);
 }
 
+inline std::size_t request_parser::decoded_bytes() const noexcept {
+    if (phase_ != phase::chunked && phase_ != phase::trailers) return 0;
+    return chunk_pos_ - head_end_;
+}
+
+inline void request_parser::discard_decoded() noexcept {
+    if (phase_ == phase::chunked || phase_ == phase::trailers) chunk_pos_ = head_end_;
+}
+
 inline void request_parser::reset() noexcept {
     phase_ = phase::head;
     base_ = nullptr;
     start_ = line_start_ = scanned_ = head_end_ = 0;
-    content_length_ = chunk_pos_ = chunk_left_ = trailer_count_ = 0;
+    content_length_ = chunk_pos_ = chunk_left_ = trailer_count_ = chunk_ext_bytes_ = 0;
     in_chunk_data_ = expect_continue_ = false;
-    chunked_body_.clear();
+    // An idle keep-alive connection must not keep the last request's body: free it, do not just clear it.
+    std::string().swap(chunked_body_);
 }
 
 // The connection may move its buffer between calls: views already handed out follow it.
@@ -152,6 +162,56 @@ constexpr int hex_value(char c) noexcept {
     return -1;
 }
 
+// chunk-ext = *( BWS ";" BWS chunk-ext-name [ BWS "=" BWS chunk-ext-val ] ), chunk-ext-val = token /
+// quoted-string (RFC 9112 section 7.1.1). Whitespace is allowed only around ";" and "=": "5 " alone, or a
+// trailing space after an extension, matches no rule and is refused.
+inline bool is_chunk_ext(std::string_view s) noexcept {
+    std::size_t i = 0;
+    auto skip_bws = [&] {
+        while (i < s.size() && (s[i] == ' ' || s[i] == '\t')) ++i;
+    };
+    auto token = [&] {
+        std::size_t from = i;
+        while (i < s.size() && is_token_char(s[i])) ++i;
+        return i > from;
+    };
+    while (i < s.size()) {
+        skip_bws();
+        if (i == s.size() || s[i] != ';') return false;
+        ++i;
+        skip_bws();
+        if (!token()) return false;
+        std::size_t before = i;
+        skip_bws();
+        if (i == s.size() || s[i] != '=') {
+            i = before; // the whitespace, if any, must precede the next ';'
+            continue;
+        }
+        ++i;
+        skip_bws();
+        if (i < s.size() && s[i] == '"') {
+            ++i;
+            for (;;) {
+                if (i == s.size()) return false;
+                auto c = static_cast<unsigned char>(s[i]);
+                if (c == '"') break;
+                if (c == '\\') {
+                    if (++i == s.size()) return false;
+                    c = static_cast<unsigned char>(s[i]);
+                    if (!(c == '\t' || (c >= 0x20 && c != 0x7f))) return false;
+                } else if (!(c == '\t' || (c >= 0x20 && c != 0x7f))) {
+                    return false;
+                }
+                ++i;
+            }
+            ++i;
+        } else if (!token()) {
+            return false;
+        }
+    }
+    return true;
+}
+
 // Parses a field line "name: value" (no CRLF). Returns false if malformed.
 inline bool parse_field_line(std::string_view line, request_field& field) noexcept {
     if (line.empty() || line.front() == ' ' || line.front() == '\t') return false; // obs-fold or empty name
@@ -209,13 +269,14 @@ inline parse_result request_parser::parse_head(std::string_view data, http_reque
             return fail(status::bad_request, "invalid request target");
         auto rest = target.substr(scheme_end + 3);
         auto slash = rest.find_first_of("/?");
-        path_and_query = slash == std::string_view::npos ? std::string_view("/") : rest.substr(slash);
-        if (!path_and_query.empty() && path_and_query.front() == '?') path_and_query = "/";
+        path_and_query = slash == std::string_view::npos ? std::string_view() : rest.substr(slash);
     }
     auto q = path_and_query.find('?');
     out.method_ = method;
     out.target_ = target;
     out.path_ = path_and_query.substr(0, q);
+    // An empty path-abempty ("http://h" or "http://h?q") is the path "/" (RFC 9110 section 4.2.3).
+    if (out.path_.empty()) out.path_ = "/";
     out.query_ = q == std::string_view::npos ? std::string_view() : path_and_query.substr(q + 1);
 
     // Fields.
@@ -330,9 +391,11 @@ inline parse_result request_parser::parse_chunked(std::string_view data, http_re
             continue;
         }
         // chunk-size [ chunk-ext ] CRLF
+        std::size_t max_line = 16 + (limits_.max_chunk_ext_bytes - chunk_ext_bytes_);
         auto end = data.find("\r\n", chunk_pos_);
         if (end == std::string_view::npos) {
-            if (data.size() - chunk_pos_ > 4096) return fail(status::bad_request, "chunk size line too long");
+            if (data.size() - chunk_pos_ > max_line + 1)
+                return fail(status::bad_request, "chunk extensions too long");
             // A non-hex byte where the size must be can be rejected before the line ends.
             if (data.size() > chunk_pos_ && detail::hex_value(p[chunk_pos_]) < 0)
                 return fail(status::bad_request, "invalid chunk size");
@@ -347,12 +410,10 @@ inline parse_result request_parser::parse_chunked(std::string_view data, http_re
         }
         if (i == 0) return fail(status::bad_request, "invalid chunk size");
         auto ext = line.substr(i);
-        // chunk-ext = *( BWS ";" BWS name [ BWS "=" BWS value ] ): only these characters, starting with ';'.
-        auto trimmed = detail::trim_ows(ext);
-        if (!trimmed.empty() && trimmed.front() != ';') return fail(status::bad_request, "invalid chunk extension");
-        for (char c : ext)
-            if (!(detail::is_token_char(c) || c == ';' || c == '=' || c == ' ' || c == '\t' || c == '"'))
-                return fail(status::bad_request, "invalid chunk extension");
+        chunk_ext_bytes_ += ext.size();
+        if (chunk_ext_bytes_ > limits_.max_chunk_ext_bytes)
+            return fail(status::bad_request, "chunk extensions too long");
+        if (!detail::is_chunk_ext(ext)) return fail(status::bad_request, "invalid chunk extension");
         if (size > limits_.max_body_bytes || chunked_body_.size() + size > limits_.max_body_bytes)
             return fail(status::payload_too_large, "body too large");
         chunk_pos_ = end + 2;

@@ -11,12 +11,13 @@
 namespace weir {
 
 /// Limits on what a client controls in a request. Exceeding one is answered with the matching status
-/// (414, 431, 413) and the connection is closed.
+/// (414, 431, 413, 400) and the connection is closed.
 struct http_limits {
     std::size_t max_request_line = 8 * 1024;  ///< request-line bytes, CRLF excluded -> 414
     std::size_t max_header_bytes = 16 * 1024; ///< whole head (request line and fields) -> 431
     std::size_t max_header_count = 100;       ///< number of header fields -> 431
     std::size_t max_body_bytes = 1024 * 1024; ///< decoded body -> 413
+    std::size_t max_chunk_ext_bytes = 4 * 1024; ///< chunk extensions, summed over one request's chunks -> 400
 };
 
 /// What one call to request_parser::parse found.
@@ -50,7 +51,17 @@ public:
     /// True if the head asked for `Expect: 100-continue` and the body has not fully arrived.
     bool expects_continue() const noexcept;
 
-    /// Forgets the current request.
+    /// While a chunked body arrives: how many raw bytes, starting at `decoded_offset()` from the request's
+    /// first byte, are decoded and no longer needed. The caller may cut them out of its buffer (keeping the
+    /// head before them and the bytes after them) and then call discard_decoded(), so a chunked request never
+    /// holds its raw framing in memory. 0 when there is nothing to drop.
+    std::size_t decoded_bytes() const noexcept;
+    std::size_t decoded_offset() const noexcept { return head_end_; }
+
+    /// The caller removed the decoded_bytes() at decoded_offset() from the data it passes to parse().
+    void discard_decoded() noexcept;
+
+    /// Forgets the current request and frees what it held (a decoded chunked body).
     void reset() noexcept;
 
 private:
@@ -87,6 +98,7 @@ private:
     std::size_t chunk_pos_ = 0;    // next unparsed byte of a chunked body
     std::size_t chunk_left_ = 0;   // data bytes left in the current chunk
     std::size_t trailer_count_ = 0;
+    std::size_t chunk_ext_bytes_ = 0; // chunk extension bytes seen in this request
     bool in_chunk_data_ = false;
     bool expect_continue_ = false;
     std::string chunked_body_;
