@@ -40,7 +40,13 @@ struct sse_options {
     /// Events waiting to be written, at most. A producer's `send` waits for room; published (hub) events
     /// follow `on_full`.
     std::size_t queue_capacity = 1024;
+    /// Bytes queued or being written, at most (an event larger than this is still sent, alone). A producer's
+    /// `send` waits for room; published (hub) events follow `on_full`.
+    std::size_t queue_bytes = 1024 * 1024;
     slow_consumer_policy on_full = slow_consumer_policy::disconnect;
+    /// A write to the client must finish within this, or the stream is closed: a client that stopped reading
+    /// is dropped even when no further event would trip the queue's bounds. Zero disables the deadline.
+    std::chrono::milliseconds write_timeout{30'000};
     /// A `retry:` field sent first, if set: the client's reconnection delay.
     std::optional<unsigned> retry{};
 };
