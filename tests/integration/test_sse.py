@@ -140,6 +140,29 @@ with Server("sse_test_server") as srv:
         expect(stats(srv)[1] == 0, f"producers ended after the clients left: {stats(srv)}")
     R.check("a client that disconnects mid-stream ends its producer and runs its cleanup", disconnect_ends_producer)
 
+    def heartbeats_on_quiet_stream():
+        s, head, rest = open_stream(srv, b"/quiet")
+        s.settimeout(5)
+        buf = rest
+        started = time.monotonic()
+        while buf.count(b":\n\n") < 3:
+            chunk = s.recv(4096)
+            expect(chunk, "the quiet stream ended")
+            buf += chunk
+        elapsed = time.monotonic() - started
+        expect(elapsed < 2, f"three heartbeats took {elapsed:.1f} s (every 200 ms expected)")
+        expect(parse_events(buf.decode()) == [], "heartbeats are comments, not events")
+        deadline = time.monotonic() + 10
+        while stats(srv)[1] != 1 and time.monotonic() < deadline:
+            time.sleep(0.05)
+        expect(stats(srv)[1] == 1, f"the quiet producer runs: {stats(srv)}")
+        s.close()
+        deadline = time.monotonic() + 10
+        while stats(srv)[1] != 0 and time.monotonic() < deadline:
+            time.sleep(0.05)
+        expect(stats(srv)[1] == 0, f"a quiet stream notices its client leaving: {stats(srv)}")
+    R.check("a quiet stream sends heartbeat comments and notices its client leaving", heartbeats_on_quiet_stream)
+
     def hub_fan_out():
         n = 1000
         sel = selectors.DefaultSelector()

@@ -170,6 +170,22 @@ int main(int argc, char** argv) {
                     },
                     o);
             }),
+            weir::get<"/quiet">([](const auto& req) {
+                // Sends nothing: only heartbeats, every 200 ms.
+                weir::sse_options o;
+                o.heartbeat = std::chrono::milliseconds(200);
+                return weir::event_stream(
+                    req,
+                    [](weir::sse_stream& out) -> asio::awaitable<void> {
+                        ++active_producers;
+                        struct leave {
+                            ~leave() { --active_producers; }
+                        } guard;
+                        asio::steady_timer t(out.get_executor(), asio::steady_timer::time_point::max());
+                        co_await t.async_wait(asio::use_awaitable);
+                    },
+                    o);
+            }),
             weir::get<"/stats">([](const auto& req) {
                 if (req.query_param("of") == "busy") return weir::response(weir::status::ok, std::to_string(busy.subscriber_count()));
                 if (req.query_param("of") == "stall")
