@@ -187,7 +187,8 @@ int main(int argc, char** argv) {
                     o);
             }),
             weir::get<"/stats">([](const auto& req) {
-                if (req.query_param("of") == "busy") return weir::response(weir::status::ok, std::to_string(busy.subscriber_count()));
+                if (req.query_param("of") == "busy")
+                    return weir::response(weir::status::ok, std::to_string(busy.subscriber_count()));
                 if (req.query_param("of") == "stall")
                     return weir::response(weir::status::ok, std::to_string(stalled_producers.load()));
                 return weir::response(weir::status::ok, std::to_string(hub.subscriber_count()) + " " +

@@ -19,7 +19,7 @@ namespace weir {
 /// Options of a broadcast hub.
 struct sse_hub_options {
     std::size_t replay_capacity = 1000; ///< published events kept for clients that reconnect with Last-Event-ID
-    std::size_t replay_bytes = 8 * 1024 * 1024; ///< and at most this many bytes of them (the newest always stays)
+    std::size_t replay_bytes = 8 * 1024 * 1024; ///< and at most this many bytes (the newest event always stays)
     sse_options stream{};                 ///< options of each subscriber's stream
 };
 
@@ -131,7 +131,8 @@ private:
             : st(std::move(s)), sub(std::make_shared<subscriber>(subscriber{std::move(c)})) {
             std::lock_guard lock(st->mutex);
             auto it = std::find_if(st->groups.begin(), st->groups.end(), [&](auto& x) { return x->executor == ex; });
-            if (it == st->groups.end()) it = st->groups.insert(st->groups.end(), std::make_shared<group>(group{ex, {}, {}, false}));
+            if (it == st->groups.end())
+                it = st->groups.insert(st->groups.end(), std::make_shared<group>(group{ex, {}, {}, false}));
             g = *it;
             g->subscribers.push_back(sub);
         }

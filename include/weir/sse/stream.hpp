@@ -70,7 +70,6 @@ public:
 
     bool is_open() const noexcept { return !closed_; }
     asio::any_io_executor get_executor() const { return executor_; }
-    const sse_options& options() const noexcept { return options_; }
     bool full() const noexcept { return !fits(1); }
     std::size_t bytes_written() const noexcept { return written_; }
     /// Bytes queued or being written.
@@ -180,7 +179,8 @@ private:
             }
             arm_deadline();
             asio::error_code ec;
-            std::size_t n = co_await asio::async_write(*socket_, buffers, asio::redirect_error(asio::use_awaitable, ec));
+            std::size_t n =
+                co_await asio::async_write(*socket_, buffers, asio::redirect_error(asio::use_awaitable, ec));
             ++write_generation_; // a deadline that fires from here on is stale
             deadline_.cancel();
             written_ += n;
