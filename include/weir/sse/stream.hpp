@@ -63,7 +63,7 @@ public:
 
     sse_channel(asio::ip::tcp::socket& socket, sse_options options, upgraded_connection* counter = nullptr)
         : counter_(counter), socket_(&socket), executor_(socket.get_executor()), options_(options),
-          wake_(executor_), room_(executor_), deadline_(executor_) {
+          wake_(executor_), room_(executor_) {
         wake_.expires_at(asio::steady_timer::time_point::max());
         room_.expires_at(asio::steady_timer::time_point::max());
     }
@@ -118,7 +118,7 @@ public:
     // Ends the stream once what is queued has been written.
     void finish() {
         ending_ = true;
-        wake_.cancel();
+        if (!writing_) wake_.cancel(); // while writing, wake_ is the write's deadline
     }
 
     // Ends the stream now.
@@ -128,7 +128,6 @@ public:
         if (socket_) socket_->cancel(ec);
         wake_.cancel();
         room_.cancel();
-        deadline_.cancel();
     }
 
     // Writes until finished, aborted, or the client goes away.
@@ -138,14 +137,14 @@ public:
         closed_ = true;
         socket_ = nullptr; // the connection closes it next: nothing here may touch it again
         room_.cancel();
-        deadline_.cancel();
+        wake_.cancel();
     }
 
 private:
     void enqueue(bytes b) {
         pending_bytes_ += b->size();
         queue_.push_back(std::move(b));
-        wake_.cancel();
+        if (!writing_) wake_.cancel(); // while writing, wake_ is the write's deadline
     }
 
     asio::awaitable<void> wait_room() {
@@ -177,12 +176,13 @@ private:
                 buffers.emplace_back(asio::buffer(*b));
                 batch += b->size();
             }
+            writing_ = true;
             arm_deadline();
             asio::error_code ec;
             std::size_t n =
                 co_await asio::async_write(*socket_, buffers, asio::redirect_error(asio::use_awaitable, ec));
-            ++write_generation_; // a deadline that fires from here on is stale
-            deadline_.cancel();
+            writing_ = false;
+            ++write_generation_; // a deadline that fires from here on is stale (the heartbeat wait cancels it)
             written_ += n;
             if (counter_) counter_->count_written(n);
             pending_bytes_ -= batch;
@@ -192,11 +192,13 @@ private:
         }
     }
 
-    // A write that does not finish in time closes the stream (the client stopped reading).
+    // A write that does not finish in time closes the stream (the client stopped reading). The heartbeat
+    // timer keeps the deadline: the writer waits for nothing else while it writes, and one timer less per
+    // stream matters when a server holds many idle ones.
     void arm_deadline() {
         if (options_.write_timeout.count() <= 0) return;
-        deadline_.expires_after(options_.write_timeout);
-        deadline_.async_wait([weak = weak_from_this(), generation = write_generation_](const asio::error_code& ec) {
+        wake_.expires_after(options_.write_timeout);
+        wake_.async_wait([weak = weak_from_this(), generation = write_generation_](const asio::error_code& ec) {
             if (ec) return;
             if (auto self = weak.lock(); self && self->write_generation_ == generation && !self->closed_)
                 self->abort();
@@ -224,11 +226,11 @@ private:
     sse_options options_;
     asio::steady_timer wake_;
     asio::steady_timer room_;
-    asio::steady_timer deadline_;
     std::deque<bytes> queue_;
     std::size_t pending_bytes_ = 0; // queued or being written
     std::size_t written_ = 0;
     std::uint64_t write_generation_ = 0;
+    bool writing_ = false;
     bool ending_ = false;
     bool closed_ = false;
 };
