@@ -62,14 +62,14 @@ public:
     using bytes = std::shared_ptr<const std::string>;
 
     sse_channel(asio::ip::tcp::socket& socket, sse_options options, upgraded_connection* counter = nullptr)
-        : counter_(counter), socket_(&socket), executor_(socket.get_executor()), options_(options),
-          wake_(executor_), room_(executor_) {
+        : counter_(counter), socket_(&socket), options_(options), wake_(socket.get_executor()),
+          room_(socket.get_executor()) {
         wake_.expires_at(asio::steady_timer::time_point::max());
         room_.expires_at(asio::steady_timer::time_point::max());
     }
 
     bool is_open() const noexcept { return !closed_; }
-    asio::any_io_executor get_executor() const { return executor_; }
+    asio::any_io_executor get_executor() { return wake_.get_executor(); } // the socket's, usable after run()
     bool full() const noexcept { return !fits(1); }
     std::size_t bytes_written() const noexcept { return written_; }
     /// Bytes queued or being written.
@@ -222,7 +222,6 @@ private:
 
     upgraded_connection* counter_;
     asio::ip::tcp::socket* socket_;
-    asio::any_io_executor executor_;
     sse_options options_;
     asio::steady_timer wake_;
     asio::steady_timer room_;
