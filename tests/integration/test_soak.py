@@ -3,7 +3,10 @@ subscribers that stay and read everything, while others churn (random disconnect
 drop mid-handshake, and read slowly. Checks: the server never crashes, every published message reaches every
 client that stayed and kept reading, in order, and file descriptors and memory return near their baseline.
 
-Scale with WEIR_SOAK_SCALE (1: the CI size, about 20 s; 10: 5000 SSE and 1000 WebSocket clients for minutes)."""
+Scale with WEIR_SOAK_SCALE (1: the CI size, about 20 s; 10: 5000 SSE and 1000 WebSocket clients for minutes).
+For looking at memory: WEIR_SOAK_SECONDS overrides how long the churn lasts, WEIR_SOAK_ROUNDS=N runs the soak N
+times against the same server (is memory left after one round reused by the next?), and WEIR_SOAK_TRIM=1 has
+gdb call malloc_trim(0) in the server after each round and prints RSS before and after."""
 
 import asyncio
 import base64
@@ -20,7 +23,8 @@ R = Results()
 SCALE = float(os.environ.get("WEIR_SOAK_SCALE", "1"))
 STAY_SSE = int(300 * SCALE) if SCALE < 10 else 5000
 STAY_WS = int(100 * SCALE) if SCALE < 10 else 1000
-DURATION = 15 * SCALE if SCALE < 10 else 180
+DURATION = float(os.environ.get("WEIR_SOAK_SECONDS", 15 * SCALE if SCALE < 10 else 180))
+ROUNDS = int(os.environ.get("WEIR_SOAK_ROUNDS", "1"))
 rng = random.Random(1234)
 
 
@@ -124,16 +128,28 @@ async def publisher(host, port, stop, published):
     writer.close()
 
 
-async def soak(srv):
-    pid = srv.proc.pid
-    # Warm up: each event loop creates its reactor's descriptors on its first connection.
+async def warm_up(srv):
+    # Each event loop creates its reactor's descriptors on its first connection.
     for _ in range(4):
         r, w = await asyncio.open_connection(srv.host, srv.port)
         w.write(b"GET / HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
         await r.read()
         w.close()
     await asyncio.sleep(0.3)
-    base_fds, base_rss = fds(pid), rss_mb(pid)
+    return fds(srv.proc.pid), rss_mb(srv.proc.pid)
+
+
+def malloc_trim(pid):
+    """RSS before and after the server calls malloc_trim(0) (through gdb; the server pauses for a moment)."""
+    import subprocess
+    before = rss_mb(pid)
+    subprocess.run(["gdb", "-p", str(pid), "-batch", "-ex", "call (int) malloc_trim(0)"], capture_output=True,
+                   timeout=120)
+    return before, rss_mb(pid)
+
+
+async def soak(srv, base_fds, base_rss):
+    pid = srv.proc.pid
     url = srv.url.replace("http://", "ws://") + "/ws"
     sse_seen = [[] for _ in range(STAY_SSE)]
     ws_seen = [[] for _ in range(STAY_WS)]
@@ -181,8 +197,12 @@ async def soak(srv):
 
 
 with Server("chat", "--threads", "2", "--max-connections", "30000", "--heartbeat-ms", "1000") as srv:
-    R.check(f"soak: {STAY_SSE} SSE and {STAY_WS} WebSocket clients stay and get everything while others churn",
-            lambda: asyncio.run(soak(srv)))
+    base = asyncio.run(warm_up(srv))
+    for n in range(1, ROUNDS + 1):
+        R.check(f"soak{f' round {n}' if ROUNDS > 1 else ''}: {STAY_SSE} SSE and {STAY_WS} WebSocket clients stay "
+                "and get everything while others churn", lambda: asyncio.run(soak(srv, *base)))
+        if os.environ.get("WEIR_SOAK_TRIM"):
+            print("malloc_trim(0): RSS %.0f MB -> %.0f MB" % malloc_trim(srv.proc.pid), flush=True)
     R.check("soak: the server is alive and exits 0", lambda: expect(srv.stop() == 0, "exit status"))
 
 R.finish()
