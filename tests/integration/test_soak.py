@@ -6,7 +6,7 @@ client that stayed and kept reading, in order, and file descriptors and memory r
 Scale with WEIR_SOAK_SCALE (1: the CI size, about 20 s; 10: 5000 SSE and 1000 WebSocket clients for minutes).
 For looking at memory: WEIR_SOAK_SECONDS overrides how long the churn lasts, WEIR_SOAK_ROUNDS=N runs the soak N
 times against the same server (is memory left after one round reused by the next?), and WEIR_SOAK_TRIM=1 has
-gdb call malloc_trim(0) in the server after each round and prints RSS before and after."""
+gdb call malloc_trim(0) in the server after the last round and prints RSS before and after."""
 
 import asyncio
 import base64
@@ -139,13 +139,40 @@ async def warm_up(srv):
     return fds(srv.proc.pid), rss_mb(srv.proc.pid)
 
 
+def rss_by_mapping(pid):
+    """RSS in MB of the main heap ([heap]), of anonymous mappings (other threads' malloc arenas, Asio's
+    and the threads' stacks) and of the rest (the program and its libraries)."""
+    kinds = {"heap": 0, "anonymous": 0, "other": 0}
+    kind = "other"
+    with open(f"/proc/{pid}/smaps") as f:
+        for line in f:
+            if re.match(r"[0-9a-f]+-[0-9a-f]+ ", line):
+                fields = line.split()
+                kind = "heap" if fields[-1] == "[heap]" else "anonymous" if len(fields) == 5 else "other"
+            elif line.startswith("Rss:"):
+                kinds[kind] += int(line.split()[1])
+    return ", ".join(f"{k} {v / 1024:.0f}" for k, v in kinds.items())
+
+
 def malloc_trim(pid):
-    """RSS before and after the server calls malloc_trim(0) (through gdb; the server pauses for a moment)."""
+    """What glibc's malloc holds in the server (malloc_info), then RSS before and after it calls malloc_trim(0),
+    both through gdb (the server pauses for a moment)."""
     import subprocess
-    before = rss_mb(pid)
-    subprocess.run(["gdb", "-p", str(pid), "-batch", "-ex", "call (int) malloc_trim(0)"], capture_output=True,
-                   timeout=120)
-    return before, rss_mb(pid)
+    import tempfile
+    info = tempfile.NamedTemporaryFile(suffix=".xml", delete=False).name
+    before, mappings = rss_mb(pid), rss_by_mapping(pid)
+    subprocess.run(["gdb", "-p", str(pid), "-batch", "-ex", f'set $f = (void*) fopen("{info}", "w")',
+                    "-ex", "call (int) malloc_info(0, $f)", "-ex", "call (int) fclose($f)",
+                    "-ex", "call (int) malloc_trim(0)"], capture_output=True, timeout=120)
+    xml = open(info).read()
+    os.unlink(info)
+    heaps = xml.split("<heap nr=")[1:]
+    # Per arena: free chunks (fast bins and the rest) and what the arena has from the system.
+    free = sum(int(n) for h in heaps for n in re.findall(r'<total type="(?:fast|rest)" count="\d+" size="(\d+)"', h))
+    system = sum(int(n) for h in heaps for n in re.findall(r'<system type="current" size="(\d+)"', h))
+    return (f"malloc holds {system / 2**20:.0f} MB in {len(heaps)} arenas, {free / 2**20:.0f} MB of it in free "
+            f"chunks; malloc_trim(0): RSS {before:.0f} MB ({mappings}) -> {rss_mb(pid):.0f} MB "
+            f"({rss_by_mapping(pid)})")
 
 
 async def soak(srv, base_fds, base_rss):
@@ -201,8 +228,8 @@ with Server("chat", "--threads", "2", "--max-connections", "30000", "--heartbeat
     for n in range(1, ROUNDS + 1):
         R.check(f"soak{f' round {n}' if ROUNDS > 1 else ''}: {STAY_SSE} SSE and {STAY_WS} WebSocket clients stay "
                 "and get everything while others churn", lambda: asyncio.run(soak(srv, *base)))
-        if os.environ.get("WEIR_SOAK_TRIM"):
-            print("malloc_trim(0): RSS %.0f MB -> %.0f MB" % malloc_trim(srv.proc.pid), flush=True)
+    if os.environ.get("WEIR_SOAK_TRIM"):
+        print(malloc_trim(srv.proc.pid), flush=True)
     R.check("soak: the server is alive and exits 0", lambda: expect(srv.stop() == 0, "exit status"))
 
 R.finish()
