@@ -161,9 +161,13 @@ def malloc_trim(pid):
     import tempfile
     info = tempfile.NamedTemporaryFile(suffix=".xml", delete=False).name
     before, mappings = rss_mb(pid), rss_by_mapping(pid)
-    subprocess.run(["gdb", "-p", str(pid), "-batch", "-ex", f'set $f = (void*) fopen("{info}", "w")',
-                    "-ex", "call (int) malloc_info(0, $f)", "-ex", "call (int) fclose($f)",
-                    "-ex", "call (int) malloc_trim(0)"], capture_output=True, timeout=120)
+    # clock() is the process's CPU time; the other threads are stopped while gdb calls malloc_trim.
+    gdb = subprocess.run(["gdb", "-p", str(pid), "-batch", "-ex", f'set $f = (void*) fopen("{info}", "w")',
+                          "-ex", "call (int) malloc_info(0, $f)", "-ex", "call (int) fclose($f)",
+                          "-ex", "set $c0 = (long) clock()", "-ex", "set $r = (int) malloc_trim(0)",
+                          "-ex", "set $c1 = (long) clock()", "-ex", 'printf "trim took %ld us\\n", $c1 - $c0'],
+                         capture_output=True, text=True, timeout=120)
+    took = re.search(r"trim took (\d+) us", gdb.stdout)
     xml = open(info).read()
     os.unlink(info)
     heaps = xml.split("<heap nr=")[1:]
@@ -171,8 +175,8 @@ def malloc_trim(pid):
     free = sum(int(n) for h in heaps for n in re.findall(r'<total type="(?:fast|rest)" count="\d+" size="(\d+)"', h))
     system = sum(int(n) for h in heaps for n in re.findall(r'<system type="current" size="(\d+)"', h))
     return (f"malloc holds {system / 2**20:.0f} MB in {len(heaps)} arenas, {free / 2**20:.0f} MB of it in free "
-            f"chunks; malloc_trim(0): RSS {before:.0f} MB ({mappings}) -> {rss_mb(pid):.0f} MB "
-            f"({rss_by_mapping(pid)})")
+            f"chunks; malloc_trim(0) took {int(took.group(1)) / 1000 if took else float('nan'):.1f} ms CPU: "
+            f"RSS {before:.0f} MB ({mappings}) -> {rss_mb(pid):.0f} MB ({rss_by_mapping(pid)})")
 
 
 async def soak(srv, base_fds, base_rss):
