@@ -96,7 +96,7 @@ def masked_frame(opcode, payload, key=b"\x37\xfa\x21\x3d"):
 
 def raw_websocket(srv):
     """A WebSocket after a valid handshake, whose socket is never read after it. (A small SO_RCVBUF would make
-    the attack stronger, but on loopback it sometimes stalls the attacker's own sending: zero-window probes.)"""
+    the attack stronger, but on loopback it sometimes stalls the attacker's own sending: 3 MiB, then nothing.)"""
     s = srv.connect(5)
     key = base64.b64encode(os.urandom(16))
     s.sendall(b"GET /ws HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
@@ -183,6 +183,9 @@ def chunk_flood(srv, stop, out):
                 break
             try:
                 s.sendall(batch)
+            except socket.timeout:
+                status = "none: the server stopped reading"
+                break
             except OSError:
                 status = read_status(s, 1) or "closed"
                 break
