@@ -367,9 +367,9 @@ with Server("hostile_test_server", "--threads", "2", "--header-timeout-ms", str(
     print(f"attackers: {', '.join(ONLY)}; " + "; ".join(f"{k}: {v}" for k, v in report.get("attacks", {}).items()),
           flush=True)
     if "peak_rss" in report:
+        stopped = " (ceiling reached: floods stopped early)" if report["aborted"] else ""
         print(f"RSS {report['base_rss']:.0f} MiB at rest, {report['peak_rss']:.0f} MiB at the peak, "
-              f"{report['rss_after']:.0f} MiB after{' (ceiling reached: floods stopped early)' if report['aborted'] else ''}",
-              flush=True)
+              f"{report['rss_after']:.0f} MiB after{stopped}", flush=True)
 
     def rss_during():
         expect(report["peak_rss"] < report["base_rss"] + RSS_BUDGET_MB,
