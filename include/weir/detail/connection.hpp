@@ -1,5 +1,6 @@
 #pragma once
 
+#include <weir/detail/event_loop.hpp>
 #include <weir/detail/serialize.hpp>
 #include <weir/http/parser.hpp>
 #include <weir/http/request.hpp>
@@ -12,9 +13,10 @@
 #include <asio/cancellation_signal.hpp>
 #include <asio/co_spawn.hpp>
 #include <asio/detached.hpp>
+#include <asio/io_context.hpp>
 #include <asio/ip/tcp.hpp>
+#include <asio/query.hpp>
 #include <asio/redirect_error.hpp>
-#include <asio/steady_timer.hpp>
 #include <asio/this_coro.hpp>
 #include <asio/use_awaitable.hpp>
 #include <asio/write.hpp>
@@ -22,6 +24,7 @@
 #include <fmt/format.h>
 
 #include <chrono>
+#include <cstdint>
 #include <cstring>
 #include <exception>
 #include <memory>
@@ -63,14 +66,16 @@ class connection final : public connection_base, public std::enable_shared_from_
 
 public:
     connection(asio::ip::tcp::socket socket, App& app, const server_options& options)
-        : transport_(std::move(socket)), timer_(transport_.get_executor()), app_(app), options_(options),
+        : transport_(std::move(socket)),
+          deadlines_(event_loop::of(static_cast<asio::io_context&>(
+                                        asio::query(transport_.get_executor(), asio::execution::context)))
+                         .deadlines()), app_(app), options_(options),
           parser_(options.limits) {}
 
     asio::awaitable<void> run() {
         auto self = this->shared_from_this();
         remote_ = transport_.remote_endpoint();
         set_deadline(options_.idle_timeout);
-        asio::co_spawn(transport_.get_executor(), watchdog(self), asio::detached);
         try {
             co_await serve();
         } catch (const std::exception& e) {
@@ -105,15 +110,52 @@ public:
 private:
     void close() {
         transport_.close();
-        timer_.cancel();
+        expiry_.cancel();
     }
 
-    // Moves the deadline. Later deadlines cost nothing (the watchdog re-arms when it wakes); an earlier one
-    // than the timer holds wakes the watchdog so it re-arms sooner. On the fast path deadlines only move later.
-    void set_deadline(std::chrono::milliseconds d) { set_deadline_at(clock::now() + d); }
+    // The connection's one deadline lives on the loop's sweep (no timer per connection). deadline_ is the
+    // truth; the sweep entry wakes no later than it. Phase and write deadlines arm the entry with their own
+    // duration, so arming costs an unlink and an append.
+    void set_deadline(std::chrono::milliseconds d) {
+        deadline_ = clock::now() + d;
+        expiry_.arm(deadlines_, d);
+    }
+    // Back to a deadline set earlier (a phase's, after a flush that waited under the write deadline). Later
+    // than the entry: the entry wakes first and re-arms. Earlier: re-armed toward it now.
     void set_deadline_at(clock::time_point t) {
         deadline_ = t;
-        if (deadline_ < armed_) timer_.cancel();
+        if (!expiry_.armed() || expiry_.expiry() > t) arm_toward(t);
+    }
+    // Arms the entry with the largest power-of-two number of milliseconds that does not pass `t`: a handful of
+    // durations (so of sweep lists) covers any time left, and the deadline is reached in a few wake-ups.
+    void arm_toward(clock::time_point t) {
+        auto left = std::chrono::duration_cast<std::chrono::milliseconds>(t - clock::now()).count();
+        std::int64_t step = 1;
+        while (step * 2 <= left) step *= 2;
+        expiry_.arm(deadlines_, std::chrono::milliseconds(step));
+    }
+
+    static void on_expiry(void* context) {
+        auto& c = *static_cast<connection*>(context);
+        if (!c.transport_.is_open()) return;
+        if (c.handling_) {
+            // The application is working on a request; its own writes set a deadline again.
+            c.set_deadline(c.options_.idle_timeout);
+            return;
+        }
+        if (c.deadline_ > clock::now()) {
+            c.arm_toward(c.deadline_);
+            return;
+        }
+        // First cancel the pending wait so the connection can answer 408; if it is still stuck a second later
+        // (a peer that does not read), close the transport.
+        if (c.timed_out_) {
+            c.close();
+            return;
+        }
+        c.timed_out_ = true;
+        c.transport_.cancel();
+        c.set_deadline(std::chrono::seconds(1));
     }
 
     // While a coroutine handler runs, a client that goes away (EOF or reset) cancels it: its awaits end with
@@ -140,34 +182,6 @@ private:
     void stop_watching() {
         ++watch_;
         transport_.cancel(); // only the readiness wait is pending while a handler runs
-    }
-
-    // One timer per connection that wakes only when the current deadline may have passed, so setting a
-    // deadline per read costs a clock read and nothing more.
-    static asio::awaitable<void> watchdog(std::shared_ptr<connection> self) {
-        while (self->transport_.is_open()) {
-            self->armed_ = self->deadline_;
-            self->timer_.expires_at(self->armed_);
-            asio::error_code ec;
-            co_await self->timer_.async_wait(asio::redirect_error(asio::use_awaitable, ec));
-            if (!self->transport_.is_open()) co_return;
-            if (self->handling_) {
-                // The application is working on a request; its own writes set a deadline again.
-                self->deadline_ = clock::now() + self->options_.idle_timeout;
-                continue;
-            }
-            if (self->deadline_ <= clock::now()) {
-                // First cancel the pending operation so the connection can answer 408; if it is still
-                // stuck a second later (a peer that does not read), close the socket.
-                if (self->timed_out_) {
-                    self->close();
-                    co_return;
-                }
-                self->timed_out_ = true;
-                self->transport_.cancel();
-                self->deadline_ = clock::now() + std::chrono::seconds(1);
-            }
-        }
     }
 
     std::string_view buffered() const noexcept { return {buffer_.data() + begin_, end_ - begin_}; }
@@ -314,11 +328,13 @@ private:
                 auto now = !started ? phase::idle : parser_.head_complete() ? phase::body : phase::head;
                 if (now != phase) {
                     phase = now;
-                    phase_deadline = clock::now() + (now == phase::idle   ? options_.idle_timeout
-                                                     : now == phase::body ? options_.body_timeout
-                                                                          : options_.header_timeout);
+                    set_deadline(now == phase::idle   ? options_.idle_timeout
+                                 : now == phase::body ? options_.body_timeout
+                                                      : options_.header_timeout);
+                    phase_deadline = deadline_;
+                } else {
+                    set_deadline_at(phase_deadline); // again after a flush, which sets the write deadline
                 }
-                set_deadline_at(phase_deadline); // again after a flush, which sets the write deadline
                 timed_out_ = false;
                 bool ok = co_await read_more(idle_);
                 idle_ = false;
@@ -462,8 +478,9 @@ private:
         if (!co_await flush()) co_return;
         std::string leftover(buffered().substr(consumed));
         release_buffers(); // a stream or session may live for hours: keep only what it uses
+        expiry_.cancel(); // the protocol keeps its own timeouts
         upgraded_connection link(transport_, std::move(leftover));
-        upgraded_ = &link; // the protocol keeps its own timeouts; the watchdog stays asleep (handling_)
+        upgraded_ = &link;
         // A shutdown that began while the head was being written must still reach the session.
         if (shutting_down_) link.begin_shutdown();
         auto started = clock::now();
@@ -496,7 +513,8 @@ private:
     }
 
     weir::transport transport_;
-    asio::steady_timer timer_;
+    deadline_sweep& deadlines_;
+    deadline expiry_{&connection::on_expiry, this};
     App& app_;
     const server_options& options_;
     request_parser parser_;
@@ -505,8 +523,7 @@ private:
     std::string buffer_;
     std::size_t begin_ = 0, end_ = 0;
     std::string out_;
-    clock::time_point deadline_ = clock::now() + std::chrono::hours(1);
-    clock::time_point armed_ = clock::time_point::max(); // what the watchdog's timer waits for
+    clock::time_point deadline_{};
     bool handling_ = false;
     upgraded_connection* upgraded_ = nullptr;
     bool idle_ = false;
