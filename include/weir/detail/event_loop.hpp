@@ -127,7 +127,12 @@ private:
 
     void cancel(deadline& d) noexcept {
         d.list_->unlink(d);
-        --size_;
+        if (--size_ == 0 && waiting_) {
+            // Nothing left to wait for: a pending wake-up would keep the loop's run() from returning (a server
+            // that shuts down would wait for its last idle timeout).
+            waiting_ = false;
+            timer_.cancel();
+        }
     }
 
     // Wakes the loop's timer no later than `at` (rounded up to the granularity, so close deadlines share one
