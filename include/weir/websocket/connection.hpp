@@ -1,5 +1,6 @@
 #pragma once
 
+#include <weir/detail/event_loop.hpp>
 #include <weir/detail/utf8.hpp>
 #include <weir/detail/websocket_frame.hpp>
 #include <weir/detail/websocket_notifier.hpp>
@@ -10,10 +11,10 @@
 #include <asio/bind_cancellation_slot.hpp>
 #include <asio/cancellation_signal.hpp>
 #include <asio/co_spawn.hpp>
+#include <asio/io_context.hpp>
 #include <asio/ip/tcp.hpp>
 #include <asio/post.hpp>
 #include <asio/redirect_error.hpp>
-#include <asio/steady_timer.hpp>
 #include <asio/use_awaitable.hpp>
 #include <asio/write.hpp>
 
@@ -133,15 +134,15 @@ private:
 /// `co_await send(...)` to answer. Lives on its connection's executor (one thread); from other threads use
 /// sender().
 class websocket_connection : public std::enable_shared_from_this<websocket_connection> {
-    using clock = std::chrono::steady_clock;
-
 public:
     /// A session on an upgraded socket; `leftover` holds bytes that arrived after the handshake. The server
     /// makes these (weir::websocket); tests may too.
     websocket_connection(asio::ip::tcp::socket& socket, websocket_options options, std::string subprotocol = {},
                          std::string leftover = {})
         : socket_(socket), executor_(socket.get_executor()), options_(std::move(options)),
-          subprotocol_(std::move(subprotocol)), reader_(options_.max_message_size), timer_(executor_) {
+          subprotocol_(std::move(subprotocol)), reader_(options_.max_message_size),
+          sweep_(detail::event_loop::of(static_cast<asio::io_context&>(asio::query(executor_, asio::execution::context)))
+                     .deadlines()) {
         if (!leftover.empty()) {
             in_capacity_ = std::max(leftover.size(), read_chunk);
             in_ = std::make_unique_for_overwrite<char[]>(in_capacity_);
@@ -245,8 +246,7 @@ private:
         link_ = link;
         asio::error_code ec;
         socket_.non_blocking(true, ec); // reads and writes are tried at once, and waited for only if needed
-        last_heard_ = last_ping_ = clock::now();
-        arm_timer();
+        heard();
         if (handler) {
             handler_running_ = true;
             asio::co_spawn(executor_, handler(*this),
@@ -261,11 +261,9 @@ private:
         finish();
         if (handler_running_) {
             // The handler sees read() return nothing; it gets close_timeout to finish, then is cancelled.
-            auto self = shared_from_this();
-            asio::steady_timer grace(executor_, options_.close_timeout);
-            grace.async_wait([self](asio::error_code) { self->io_wake_.notify_all(); });
-            while (handler_running_ && grace.expiry() > clock::now()) co_await io_wake_.async_wait(asio::use_awaitable);
-            grace.cancel();
+            grace_deadline_.arm(sweep_, options_.close_timeout);
+            while (handler_running_ && grace_deadline_.armed()) co_await io_wake_.async_wait(asio::use_awaitable);
+            grace_deadline_.cancel();
             if (handler_running_) handler_cancel_.emit(asio::cancellation_type::terminal);
             while (handler_running_) co_await io_wake_.async_wait(asio::use_awaitable);
         }
@@ -384,7 +382,13 @@ private:
         }
     }
 
-    void heard() noexcept { last_heard_ = clock::now(); }
+    // The peer said something: its idle and ping deadlines start again (not while closing: then only the
+    // close deadline counts).
+    void heard() {
+        if (close_queued_ || finished_) return;
+        if (options_.idle_timeout.count() > 0) idle_deadline_.arm(sweep_, options_.idle_timeout);
+        if (options_.ping_interval.count() > 0) ping_deadline_.arm(sweep_, options_.ping_interval);
+    }
 
     void on_event(const detail::ws_event& event) {
         switch (event.kind) {
@@ -470,8 +474,9 @@ private:
             if (detail::is_valid_utf8(reason)) payload.append(reason);
         }
         outbox_.push_back({detail::ws_close, std::move(payload)});
-        close_deadline_ = clock::now() + options_.close_timeout;
-        arm_timer();
+        idle_deadline_.cancel();
+        ping_deadline_.cancel();
+        close_deadline_.arm(sweep_, options_.close_timeout);
         room_.notify_all();    // waiting senders give up: the session is closing
         io_wake_.notify_all(); // a reader paused by a full inbox reads on, to see the peer's close
         schedule_flush();
@@ -504,7 +509,7 @@ private:
         link_ = nullptr;
         asio::error_code ec;
         socket_.cancel(ec); // a write still pending ends now
-        timer_.cancel();
+        cancel_deadlines();
         drop_queued();
         control_.clear();
         in_.reset();
@@ -586,10 +591,10 @@ private:
             }
             consume(n);
             writing_ = true;
-            write_started_ = clock::now();
-            arm_timer();
+            if (options_.idle_timeout.count() > 0) write_deadline_.arm(sweep_, options_.idle_timeout);
             asio::async_write(socket_, buffers_, [self = shared_from_this()](asio::error_code ec, std::size_t n) {
                 self->writing_ = false;
+                self->write_deadline_.cancel();
                 if (self->finished_) return;
                 if (self->link_) self->link_->count_written(n);
                 if (ec) return self->write_failed();
@@ -685,59 +690,52 @@ private:
 
     // ---- deadlines -----------------------------------------------------------------------------------
 
-    // One timer serves every deadline. It is re-armed only when a deadline moves earlier; when it fires,
-    // it looks at the clock and re-arms for whatever comes next.
-    clock::time_point next_deadline() const noexcept {
-        auto next = clock::time_point::max();
-        auto idle = options_.idle_timeout;
-        if (close_queued_) {
-            next = close_deadline_;
-        } else {
-            if (idle.count() > 0) next = std::min(next, last_heard_ + idle);
-            if (options_.ping_interval.count() > 0)
-                next = std::min(next, std::max(last_heard_, last_ping_) + options_.ping_interval);
-        }
-        if (writing_ && idle.count() > 0) next = std::min(next, write_started_ + idle);
-        return next;
+    // Deadlines are entries in the event loop's sweep (one timer per loop): an idle session holds no timer
+    // and wakes only when one of its deadlines passes. Each is re-armed with its own fixed duration, so the
+    // sweep's per-duration lists stay sorted.
+    template <void (websocket_connection::*Expired)()>
+    static void on_deadline(void* context) {
+        auto self = static_cast<websocket_connection*>(context)->shared_from_this(); // may end the session
+        (self.get()->*Expired)();
     }
 
-    void arm_timer() {
-        if (finished_) return;
-        auto next = next_deadline();
-        if (next >= armed_) return;
-        armed_ = next;
-        timer_.expires_at(next);
-        timer_.async_wait([self = shared_from_this()](asio::error_code ec) {
-            if (ec == asio::error::operation_aborted || self->finished_) return;
-            self->on_timer();
-        });
+    void cancel_deadlines() noexcept {
+        idle_deadline_.cancel();
+        ping_deadline_.cancel();
+        close_deadline_.cancel();
+        write_deadline_.cancel();
     }
 
-    void on_timer() {
-        armed_ = clock::time_point::max();
-        auto now = clock::now();
-        auto idle = options_.idle_timeout;
-        if (close_queued_ && now >= close_deadline_) return abort(); // the closing handshake took too long
-        if (writing_ && idle.count() > 0 && now >= write_started_ + idle) {
-            if (!close_queued_) status_ = {close_code::abnormal_closure, "peer stopped reading", false};
-            return abort();
-        }
-        if (!close_queued_) {
-            if (idle.count() > 0 && now >= last_heard_ + idle) {
-                status_ = {close_code::abnormal_closure, "peer silent", false};
-                return abort();
-            }
-            if (options_.ping_interval.count() > 0 && now >= std::max(last_heard_, last_ping_) + options_.ping_interval) {
-                last_ping_ = now;
-                reader_.drop_spare(); // a quiet session keeps no buffer for the next message
-                bool waiting = std::any_of(control_.begin(), control_.end(),
-                                           [](const outgoing& o) { return o.opcode == detail::ws_ping; });
-                if (!waiting) control_.push_back({detail::ws_ping, std::string()});
-                schedule_flush();
-            }
-        }
-        arm_timer();
+    // The peer sent nothing, not even a pong, for idle_timeout.
+    void idle_expired() {
+        if (close_queued_ || finished_) return;
+        status_ = {close_code::abnormal_closure, "peer silent", false};
+        abort();
     }
+
+    // Quiet for ping_interval: ping (one at most waits), and again after another interval of quiet.
+    void ping_due() {
+        if (close_queued_ || finished_) return;
+        reader_.drop_spare(); // a quiet session keeps no buffer for the next message
+        bool waiting = std::any_of(control_.begin(), control_.end(),
+                                   [](const outgoing& o) { return o.opcode == detail::ws_ping; });
+        if (!waiting) control_.push_back({detail::ws_ping, std::string()});
+        schedule_flush();
+        ping_deadline_.arm(sweep_, options_.ping_interval);
+    }
+
+    // The closing handshake took too long.
+    void close_expired() { abort(); }
+
+    // A write waited idle_timeout for the peer to read.
+    void write_expired() {
+        if (!writing_ || finished_) return;
+        if (!close_queued_) status_ = {close_code::abnormal_closure, "peer stopped reading", false};
+        abort();
+    }
+
+    // The handler's grace after the session ended: run() looks at the deadline when woken.
+    void grace_expired() { io_wake_.notify_all(); }
 
     // ---- state ---------------------------------------------------------------------------------------
 
@@ -774,10 +772,12 @@ private:
     detail::ws_notifier room_;     // the handler's send()
     detail::ws_notifier io_wake_;  // serve() and run()
     asio::cancellation_signal handler_cancel_;
-    asio::steady_timer timer_;
-    clock::time_point armed_ = clock::time_point::max();
-    clock::time_point last_heard_{}, last_ping_{}, write_started_{};
-    clock::time_point close_deadline_ = clock::time_point::max();
+    detail::deadline_sweep& sweep_;
+    detail::deadline idle_deadline_{&on_deadline<&websocket_connection::idle_expired>, this};
+    detail::deadline ping_deadline_{&on_deadline<&websocket_connection::ping_due>, this};
+    detail::deadline close_deadline_{&on_deadline<&websocket_connection::close_expired>, this};
+    detail::deadline write_deadline_{&on_deadline<&websocket_connection::write_expired>, this};
+    detail::deadline grace_deadline_{&on_deadline<&websocket_connection::grace_expired>, this};
 
     std::shared_ptr<detail::ws_sender_link> sender_link_; // made by the first sender()
     websocket_close_status status_;
