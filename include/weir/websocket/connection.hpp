@@ -2,6 +2,7 @@
 
 #include <weir/detail/event_loop.hpp>
 #include <weir/detail/utf8.hpp>
+#include <weir/detail/websocket_fifo.hpp>
 #include <weir/detail/websocket_frame.hpp>
 #include <weir/detail/websocket_notifier.hpp>
 #include <weir/upgrade.hpp>
@@ -22,7 +23,6 @@
 #include <chrono>
 #include <cstddef>
 #include <cstdint>
-#include <deque>
 #include <exception>
 #include <functional>
 #include <memory>
@@ -272,7 +272,7 @@ private:
 
     void handler_finished(std::exception_ptr e) {
         handler_running_ = false;
-        inbox_.clear();
+        inbox_.release();
         inbox_bytes_ = 0;
         if (e) {
             bool cancelled = false;
@@ -511,7 +511,9 @@ private:
         socket_.cancel(ec); // a write still pending ends now
         cancel_deadlines();
         drop_queued();
-        control_.clear();
+        control_.release();
+        outbox_.release();
+        release_write_buffers();
         in_.reset();
         unlink_senders();
         readable_.notify_all();
@@ -650,6 +652,15 @@ private:
         return true;
     }
 
+    // Frees the batch's scratch memory (not while a write uses it).
+    void release_write_buffers() noexcept {
+        if (writing_) return;
+        std::vector<outgoing>().swap(batch_);
+        std::string().swap(scratch_);
+        std::vector<segment>().swap(segments_);
+        std::vector<asio::const_buffer>().swap(buffers_);
+    }
+
     void add_segment(const char* data, std::size_t offset, std::size_t size) {
         if (!data && !segments_.empty() && !segments_.back().data &&
             segments_.back().offset + segments_.back().size == offset) {
@@ -716,7 +727,12 @@ private:
     // Quiet for ping_interval: ping (one at most waits), and again after another interval of quiet.
     void ping_due() {
         if (close_queued_ || finished_) return;
-        reader_.drop_spare(); // a quiet session keeps no buffer for the next message
+        // A quiet session keeps no buffer for the next message, nor the memory of its last burst.
+        reader_.drop_spare();
+        if (inbox_.empty()) inbox_.release();
+        if (outbox_.empty()) outbox_.release();
+        if (control_.empty()) control_.release();
+        if (!writing_) release_write_buffers();
         bool waiting = std::any_of(control_.begin(), control_.end(),
                                    [](const outgoing& o) { return o.opcode == detail::ws_ping; });
         if (!waiting) control_.push_back({detail::ws_ping, std::string()});
@@ -750,12 +766,12 @@ private:
     std::unique_ptr<char[]> in_;
     std::size_t in_capacity_ = 0, in_pos_ = 0, in_end_ = 0;
     std::size_t direct_window_ = direct_threshold * 4;
-    std::deque<websocket_message> inbox_;
+    detail::ws_fifo<websocket_message> inbox_;
     std::size_t inbox_bytes_ = 0;
 
     // Writing.
-    std::deque<outgoing> outbox_;  // messages, then possibly our close
-    std::deque<outgoing> control_; // at most one pong and one ping, ahead of messages
+    detail::ws_fifo<outgoing> outbox_;  // messages, then possibly our close
+    detail::ws_fifo<outgoing> control_; // at most one pong and one ping, ahead of messages
     std::size_t queued_count_ = 0, queued_bytes_ = 0;
     std::vector<outgoing> batch_;
     std::string scratch_;
