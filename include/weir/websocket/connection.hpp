@@ -5,6 +5,7 @@
 #include <weir/detail/websocket_fifo.hpp>
 #include <weir/detail/websocket_frame.hpp>
 #include <weir/detail/websocket_notifier.hpp>
+#include <weir/detail/websocket_stream.hpp>
 #include <weir/upgrade.hpp>
 #include <weir/websocket/options.hpp>
 
@@ -17,7 +18,6 @@
 #include <asio/post.hpp>
 #include <asio/redirect_error.hpp>
 #include <asio/use_awaitable.hpp>
-#include <asio/write.hpp>
 
 #include <algorithm>
 #include <chrono>
@@ -139,7 +139,7 @@ public:
     /// makes these (weir::websocket); tests may too.
     websocket_connection(asio::ip::tcp::socket& socket, websocket_options options, std::string subprotocol = {},
                          std::string leftover = {})
-        : socket_(socket), executor_(socket.get_executor()), options_(std::move(options)),
+        : stream_(socket), executor_(stream_.get_executor()), options_(std::move(options)),
           subprotocol_(std::move(subprotocol)), reader_(options_.max_message_size),
           sweep_(detail::event_loop::of(static_cast<asio::io_context&>(asio::query(executor_, asio::execution::context)))
                      .deadlines()) {
@@ -244,8 +244,6 @@ private:
     // Runs the session to its end: the handler on its own coroutine, frames in, frames out, deadlines.
     asio::awaitable<void> run(websocket_handler handler, upgraded_connection* link) {
         link_ = link;
-        asio::error_code ec;
-        socket_.non_blocking(true, ec); // reads and writes are tried at once, and waited for only if needed
         heard();
         if (handler) {
             handler_running_ = true;
@@ -339,7 +337,7 @@ private:
         while (!close_sent_ && !aborted_) co_await io_wake_.async_wait(asio::use_awaitable);
         if (aborted_) co_return;
         asio::error_code ec;
-        socket_.shutdown(asio::ip::tcp::socket::shutdown_send, ec);
+        stream_.shutdown_send();
         while (!ec && !aborted_) {
             in_pos_ = in_end_ = 0;
             co_await read_into_buffer(ec);
@@ -354,12 +352,12 @@ private:
     // One read from a socket in non-blocking mode: try, and wait for readability only when nothing is there.
     asio::awaitable<std::size_t> read_some(char* dst, std::size_t size, asio::error_code& ec) {
         for (;;) {
-            std::size_t n = socket_.read_some(asio::buffer(dst, size), ec);
-            if (ec != asio::error::would_block && ec != asio::error::try_again) {
+            std::size_t n = stream_.read_some(asio::buffer(dst, size), ec);
+            if (ec != asio::error::would_block) {
                 if (!ec) heard();
                 co_return n;
             }
-            co_await socket_.async_wait(asio::ip::tcp::socket::wait_read, asio::redirect_error(asio::use_awaitable, ec));
+            co_await stream_.async_wait_readable(asio::redirect_error(asio::use_awaitable, ec));
             if (ec) co_return 0;
         }
     }
@@ -371,13 +369,13 @@ private:
                 in_capacity_ = read_chunk;
                 in_ = std::make_unique_for_overwrite<char[]>(in_capacity_);
             }
-            std::size_t n = socket_.read_some(asio::buffer(in_.get(), in_capacity_), ec);
-            if (ec != asio::error::would_block && ec != asio::error::try_again) {
+            std::size_t n = stream_.read_some(asio::buffer(in_.get(), in_capacity_), ec);
+            if (ec != asio::error::would_block) {
                 if (!ec) heard();
                 co_return n;
             }
             in_.reset();
-            co_await socket_.async_wait(asio::ip::tcp::socket::wait_read, asio::redirect_error(asio::use_awaitable, ec));
+            co_await stream_.async_wait_readable(asio::redirect_error(asio::use_awaitable, ec));
             if (ec) co_return 0;
         }
     }
@@ -495,8 +493,7 @@ private:
     void abort() {
         if (aborted_ || finished_) return;
         aborted_ = true;
-        asio::error_code ec;
-        socket_.cancel(ec);
+        stream_.cancel();
         stop_reading();
         io_wake_.notify_all();
     }
@@ -507,8 +504,7 @@ private:
         read_done_ = true;
         reading_frames_ = false;
         link_ = nullptr;
-        asio::error_code ec;
-        socket_.cancel(ec); // a write still pending ends now
+        stream_.cancel(); // a write still pending ends now
         cancel_deadlines();
         drop_queued();
         control_.release();
@@ -581,10 +577,10 @@ private:
     void flush() {
         while (!writing_ && !finished_ && !aborted_ && !close_sent_) {
             if (!gather()) return;
-            // The socket is non-blocking: try at once, wait only for what did not fit.
+            // The stream is non-blocking: try at once, wait for writability only for what did not fit.
             asio::error_code ec;
-            std::size_t n = socket_.write_some(buffers_, ec);
-            if (ec == asio::error::would_block || ec == asio::error::try_again) ec = {}, n = 0;
+            std::size_t n = stream_.write_some(buffers_, ec);
+            if (ec == asio::error::would_block) ec = {}, n = 0;
             if (ec) return write_failed();
             if (link_) link_->count_written(n);
             if (n == batch_bytes_) {
@@ -592,19 +588,38 @@ private:
                 continue;
             }
             consume(n);
+            write_left_ = batch_bytes_ - n;
             writing_ = true;
             if (options_.idle_timeout.count() > 0) write_deadline_.arm(sweep_, options_.idle_timeout);
-            asio::async_write(socket_, buffers_, [self = shared_from_this()](asio::error_code ec, std::size_t n) {
-                self->writing_ = false;
-                self->write_deadline_.cancel();
-                if (self->finished_) return;
-                if (self->link_) self->link_->count_written(n);
-                if (ec) return self->write_failed();
-                self->written();
-                self->flush();
-            });
+            wait_writable();
             return;
         }
+    }
+
+    // The rest of a batch the socket did not take: written as the socket drains.
+    void wait_writable() {
+        stream_.async_wait_writable([self = shared_from_this()](asio::error_code ec) {
+            if (self->finished_) {
+                self->writing_ = false;
+                return;
+            }
+            std::size_t n = 0;
+            if (!ec) {
+                n = self->stream_.write_some(self->buffers_, ec);
+                if (ec == asio::error::would_block) ec = {}, n = 0;
+            }
+            if (!ec && self->link_) self->link_->count_written(n);
+            if (!ec && n < self->write_left_) {
+                self->consume(n);
+                self->write_left_ -= n;
+                return self->wait_writable();
+            }
+            self->writing_ = false;
+            self->write_deadline_.cancel();
+            if (ec) return self->write_failed();
+            self->written();
+            self->flush();
+        });
     }
 
     // Takes what goes out next (control frames first, then messages, nothing after a close) and lays out
@@ -755,7 +770,7 @@ private:
 
     // ---- state ---------------------------------------------------------------------------------------
 
-    asio::ip::tcp::socket& socket_;
+    detail::ws_socket_stream stream_; // becomes `weir::transport&` once upgraded_connection offers one
     asio::any_io_executor executor_;
     websocket_options options_;
     std::string subprotocol_;
@@ -782,6 +797,7 @@ private:
     std::vector<segment> segments_;
     std::vector<asio::const_buffer> buffers_;
     std::size_t batch_bytes_ = 0;
+    std::size_t write_left_ = 0; // of the batch, while waiting for writability
 
     // Waiting.
     detail::ws_notifier readable_; // the handler's read() and close()
