@@ -51,6 +51,38 @@ await R.check("npm eventsource resumes from the hub with Last-Event-ID after a r
   expect(got.join("|") === "before|after", got);
 });
 
+await R.check("npm eventsource resumes with a replay larger than the stream queue in one connection", async () => {
+  // The hub keeps 2000 events; a stream's queue holds 1024. The replay must be paced by the client, not cut
+  // off by the slow-consumer policy (which would make EventSource reconnect with the same id for ever).
+  const res = await fetch(`${srv.url}/publish?n=1500`, { method: "POST", body: "bulk" });
+  expect(res.status === 202, res.status);
+  const last = Number(await res.text());
+  const first = last - 1499;
+  const got = await new Promise((resolve, reject) => {
+    let opens = 0;
+    const ids = [];
+    const es = new EventSource(`${srv.url}/hub`, {
+      fetch: (url, init) => fetch(url, { ...init, headers: { ...init.headers, "Last-Event-ID": String(first) } }),
+    });
+    es.onopen = () => {
+      opens += 1;
+    };
+    es.onmessage = (e) => {
+      ids.push(Number(e.lastEventId));
+      if (ids.length === 1499) {
+        es.close();
+        resolve({ ids, opens });
+      }
+    };
+    setTimeout(() => {
+      es.close();
+      reject(new Error(`timeout: ${ids.length} events, ${opens} connections`));
+    }, 15000);
+  });
+  expect(got.opens === 1, `one connection, not ${got.opens}`);
+  expect(got.ids.every((id, i) => id === first + 1 + i), "every id after Last-Event-ID, in order");
+});
+
 await R.check("fetch streaming of a POST reads OpenAI-style chunks with eventsource-parser", async () => {
   const res = await fetch(`${srv.url}/stream`, { method: "POST", body: "hello" });
   expect(res.headers.get("content-type").startsWith("text/event-stream"), res.headers.get("content-type"));

@@ -2,6 +2,20 @@
 
 #include <doctest/doctest.h>
 
+#include <asio/co_spawn.hpp>
+#include <asio/detached.hpp>
+#include <asio/io_context.hpp>
+#include <asio/ip/tcp.hpp>
+
+#include <atomic>
+#include <chrono>
+#include <memory>
+#include <optional>
+#include <string>
+#include <string_view>
+#include <thread>
+#include <vector>
+
 TEST_CASE("multi-line data becomes one data line per line, whatever the line terminator") {
     weir::sse_event e;
     e.data = "a\nb\r\nc\rd";
@@ -47,4 +61,80 @@ TEST_CASE("a pending SSE upgrade commits for 2xx only") {
     CHECK(weir::sse::commits(weir::status::accepted));
     CHECK(!weir::sse::commits(weir::status::unauthorized));
     CHECK(!weir::sse::commits(weir::status::switching_protocols));
+}
+
+namespace {
+
+// Just enough of a request for subscribe(): a Last-Event-ID header, or none.
+struct fake_request {
+    std::string last_id;
+    std::optional<std::string_view> header(std::string_view) const {
+        if (last_id.empty()) return std::nullopt;
+        return std::string_view(last_id);
+    }
+    std::optional<std::string> query_param(std::string_view) const { return std::nullopt; }
+};
+
+// What the connection does after committing: run the session on its socket (both owned by this frame).
+asio::awaitable<void> run_session(asio::ip::tcp::socket socket, weir::pending<weir::sse> p) {
+    weir::upgraded_connection link(socket, "");
+    co_await p.session().run(link);
+}
+
+} // namespace
+
+TEST_CASE("a hub publishing from another thread while event loops with subscribers end or are destroyed "
+          "touches no loop that is gone, and its subscribers leave") {
+    // Published as fast as one thread can: drop_oldest keeps the subscribers that cannot keep up.
+    weir::sse_options stream;
+    stream.on_full = weir::slow_consumer_policy::drop_oldest;
+    weir::sse_hub hub(weir::sse_hub_options{.replay_capacity = 64, .stream = stream});
+    std::atomic<bool> stop{false};
+    std::atomic<std::uint64_t> published{0};
+    std::thread publisher([&] {
+        while (!stop) {
+            weir::sse_event e;
+            e.data = "tick";
+            hub.publish(std::move(e));
+            ++published;
+        }
+    });
+    for (int round = 0; round < 40; ++round) {
+        std::vector<asio::ip::tcp::socket> clients;
+        {
+            auto io = std::make_unique<asio::io_context>(1);
+            asio::ip::tcp::acceptor acceptor(*io, {asio::ip::address_v4::loopback(), 0});
+            for (int i = 0; i < 4; ++i) {
+                asio::ip::tcp::socket client(*io);
+                client.connect(acceptor.local_endpoint());
+                asio::ip::tcp::socket server_side = acceptor.accept();
+                fake_request req{i % 2 ? std::to_string(hub.last_id() > 10 ? hub.last_id() - 10 : 0) : ""};
+                asio::co_spawn(*io, run_session(std::move(server_side), hub.subscribe(req)), asio::detached);
+                clients.push_back(std::move(client));
+            }
+            for (int wait = 0; wait < 5000 && hub.subscriber_count() < 4; ++wait)
+                io->run_for(std::chrono::milliseconds(1));
+            CHECK(hub.subscriber_count() == 4);
+            io->run_for(std::chrono::milliseconds(2)); // deliver some
+            if (round % 2) {
+                // The clients leave: the streams end on their own and the loop runs out of work.
+                for (auto& c : clients) c.close();
+                clients.clear();
+                io->restart();
+                io->run_for(std::chrono::seconds(5));
+                CHECK(hub.subscriber_count() == 0);
+            } else {
+                // The loop is destroyed with its streams suspended, while events are being published.
+                for (auto& c : clients) c.close();
+                clients.clear();
+            }
+        }
+        CHECK(hub.subscriber_count() == 0);
+    }
+    stop = true;
+    publisher.join();
+    CHECK(published.load() > 0);
+    weir::sse_event e;
+    e.data = "after every loop is gone";
+    CHECK(hub.publish(e) == published.load() + 1); // harmless: reaches no one
 }

@@ -16,6 +16,7 @@
 
 #include <chrono>
 #include <cstddef>
+#include <cstdint>
 #include <deque>
 #include <functional>
 #include <optional>
@@ -40,65 +41,91 @@ struct sse_options {
     /// Events waiting to be written, at most. A producer's `send` waits for room; published (hub) events
     /// follow `on_full`.
     std::size_t queue_capacity = 1024;
+    /// Bytes queued or being written, at most (an event larger than this is still sent, alone). A producer's
+    /// `send` waits for room; published (hub) events follow `on_full`.
+    std::size_t queue_bytes = 1024 * 1024;
     slow_consumer_policy on_full = slow_consumer_policy::disconnect;
+    /// A write to the client must finish within this, or the stream is closed: a client that stopped reading
+    /// is dropped even when no further event would trip the queue's bounds. Zero disables the deadline.
+    std::chrono::milliseconds write_timeout{30'000};
     /// A `retry:` field sent first, if set: the client's reconnection delay.
     std::optional<unsigned> retry{};
 };
 
 namespace detail {
 
-// The writing side of one event stream: a bounded queue of encoded events drained by one writer, a reader
-// that notices the client going away, and heartbeats. Lives on the connection's executor.
+// The writing side of one event stream: a queue of encoded events bounded in events and in bytes, drained by
+// one writer under a write deadline, a reader that notices the client going away, and heartbeats. Lives on
+// the connection's executor. Once run() has returned, every call is a no-op that never touches the socket.
 class sse_channel : public std::enable_shared_from_this<sse_channel> {
 public:
     using bytes = std::shared_ptr<const std::string>;
 
     sse_channel(asio::ip::tcp::socket& socket, sse_options options, upgraded_connection* counter = nullptr)
-        : counter_(counter), socket_(socket), options_(options), wake_(socket.get_executor()), room_(socket.get_executor()) {
+        : counter_(counter), socket_(&socket), options_(options), wake_(socket.get_executor()),
+          room_(socket.get_executor()) {
         wake_.expires_at(asio::steady_timer::time_point::max());
         room_.expires_at(asio::steady_timer::time_point::max());
     }
 
     bool is_open() const noexcept { return !closed_; }
-    asio::any_io_executor get_executor() const { return socket_.get_executor(); }
-    bool full() const noexcept { return queue_.size() >= options_.queue_capacity; }
+    asio::any_io_executor get_executor() { return wake_.get_executor(); } // the socket's, usable after run()
+    bool full() const noexcept { return !fits(1); }
     std::size_t bytes_written() const noexcept { return written_; }
+    /// Bytes queued or being written.
+    std::size_t pending_bytes() const noexcept { return pending_bytes_; }
 
-    // Queues encoded bytes, applying the slow-consumer policy when full. False once the stream is closed.
+    // Whether n more bytes fit: the event count and the byte budget (an event alone always fits).
+    bool fits(std::size_t n) const noexcept {
+        return queue_.size() < options_.queue_capacity &&
+               (pending_bytes_ == 0 || pending_bytes_ + n <= options_.queue_bytes);
+    }
+
+    // Queues encoded bytes, applying the slow-consumer policy when they do not fit. False once the stream
+    // is closed (or closed by the policy).
     bool push(bytes b) {
         if (closed_ || ending_) return false;
-        if (full()) {
+        if (!fits(b->size())) {
             if (options_.on_full == slow_consumer_policy::disconnect) {
                 abort();
                 return false;
             }
-            queue_.pop_front();
+            // What is being written cannot be dropped: past it, the new event goes alone.
+            while (!queue_.empty() && !fits(b->size())) {
+                pending_bytes_ -= queue_.front()->size();
+                queue_.pop_front();
+            }
         }
-        queue_.push_back(std::move(b));
-        wake_.cancel();
+        enqueue(std::move(b));
         return true;
     }
 
-    // Waits until the queue has room or the stream closed.
-    asio::awaitable<void> wait_for_room() {
-        while (!closed_ && full()) {
-            asio::error_code ec;
-            co_await room_.async_wait(asio::redirect_error(asio::use_awaitable, ec));
-            room_.expires_at(asio::steady_timer::time_point::max());
-        }
+    // Waits until n bytes fit or the stream closed.
+    asio::awaitable<void> wait_for_room(std::size_t n = 1) {
+        while (!closed_ && !fits(n)) co_await wait_room();
+    }
+
+    // At most half the queue's bounds are used.
+    bool half_empty() const noexcept {
+        return queue_.size() <= options_.queue_capacity / 2 && pending_bytes_ <= options_.queue_bytes / 2;
+    }
+
+    // Waits until at most half the queue's bounds are used, or the stream closed.
+    asio::awaitable<void> wait_for_half_empty() {
+        while (!closed_ && !half_empty()) co_await wait_room();
     }
 
     // Ends the stream once what is queued has been written.
     void finish() {
         ending_ = true;
-        wake_.cancel();
+        if (!writing_) wake_.cancel(); // while writing, wake_ is the write's deadline
     }
 
     // Ends the stream now.
     void abort() {
         closed_ = true;
         asio::error_code ec;
-        socket_.cancel(ec);
+        if (socket_) socket_->cancel(ec);
         wake_.cancel();
         room_.cancel();
     }
@@ -108,10 +135,24 @@ public:
         using namespace asio::experimental::awaitable_operators;
         co_await (write_loop() || watch_client());
         closed_ = true;
+        socket_ = nullptr; // the connection closes it next: nothing here may touch it again
         room_.cancel();
+        wake_.cancel();
     }
 
 private:
+    void enqueue(bytes b) {
+        pending_bytes_ += b->size();
+        queue_.push_back(std::move(b));
+        if (!writing_) wake_.cancel(); // while writing, wake_ is the write's deadline
+    }
+
+    asio::awaitable<void> wait_room() {
+        asio::error_code ec;
+        co_await room_.async_wait(asio::redirect_error(asio::use_awaitable, ec));
+        room_.expires_at(asio::steady_timer::time_point::max());
+    }
+
     asio::awaitable<void> write_loop() {
         auto self = shared_from_this();
         std::vector<asio::const_buffer> buffers;
@@ -123,21 +164,45 @@ private:
                 if (options_.heartbeat.count() > 0) wake_.expires_after(options_.heartbeat);
                 else wake_.expires_at(asio::steady_timer::time_point::max());
                 co_await wake_.async_wait(asio::redirect_error(asio::use_awaitable, ec));
-                if (!ec && queue_.empty() && !ending_) queue_.push_back(heartbeat());
+                if (!ec && queue_.empty() && !ending_ && !closed_) enqueue(heartbeat());
                 continue;
             }
             writing.assign(std::make_move_iterator(queue_.begin()), std::make_move_iterator(queue_.end()));
             queue_.clear();
             room_.cancel();
             buffers.clear();
-            for (auto& b : writing) buffers.emplace_back(asio::buffer(*b));
+            std::size_t batch = 0;
+            for (auto& b : writing) {
+                buffers.emplace_back(asio::buffer(*b));
+                batch += b->size();
+            }
+            writing_ = true;
+            arm_deadline();
             asio::error_code ec;
-            std::size_t n = co_await asio::async_write(socket_, buffers, asio::redirect_error(asio::use_awaitable, ec));
+            std::size_t n =
+                co_await asio::async_write(*socket_, buffers, asio::redirect_error(asio::use_awaitable, ec));
+            writing_ = false;
+            ++write_generation_; // a deadline that fires from here on is stale (the heartbeat wait cancels it)
             written_ += n;
             if (counter_) counter_->count_written(n);
+            pending_bytes_ -= batch;
             writing.clear();
+            room_.cancel();
             if (ec) co_return;
         }
+    }
+
+    // A write that does not finish in time closes the stream (the client stopped reading). The heartbeat
+    // timer keeps the deadline: the writer waits for nothing else while it writes, and one timer less per
+    // stream matters when a server holds many idle ones.
+    void arm_deadline() {
+        if (options_.write_timeout.count() <= 0) return;
+        wake_.expires_after(options_.write_timeout);
+        wake_.async_wait([weak = weak_from_this(), generation = write_generation_](const asio::error_code& ec) {
+            if (ec) return;
+            if (auto self = weak.lock(); self && self->write_generation_ == generation && !self->closed_)
+                self->abort();
+        });
     }
 
     // Clients send nothing on an event stream; a read completes only when the client closes or resets.
@@ -145,7 +210,7 @@ private:
         char sink[512];
         for (;;) {
             asio::error_code ec;
-            co_await socket_.async_read_some(asio::buffer(sink), asio::redirect_error(asio::use_awaitable, ec));
+            co_await socket_->async_read_some(asio::buffer(sink), asio::redirect_error(asio::use_awaitable, ec));
             if (ec) co_return;
         }
     }
@@ -156,12 +221,15 @@ private:
     }
 
     upgraded_connection* counter_;
-    asio::ip::tcp::socket& socket_;
+    asio::ip::tcp::socket* socket_;
     sse_options options_;
     asio::steady_timer wake_;
     asio::steady_timer room_;
     std::deque<bytes> queue_;
+    std::size_t pending_bytes_ = 0; // queued or being written
     std::size_t written_ = 0;
+    std::uint64_t write_generation_ = 0;
+    bool writing_ = false;
     bool ending_ = false;
     bool closed_ = false;
 };
@@ -183,7 +251,7 @@ public:
 
     /// Sends already encoded bytes (one or more whole events), shared with other streams.
     asio::awaitable<bool> send_encoded(std::shared_ptr<const std::string> bytes) {
-        co_await channel_->wait_for_room();
+        co_await channel_->wait_for_room(bytes->size());
         co_return channel_->push(std::move(bytes));
     }
 
