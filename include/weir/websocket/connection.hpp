@@ -1,8 +1,11 @@
 #pragma once
 
+#include <weir/detail/event_loop.hpp>
 #include <weir/detail/utf8.hpp>
+#include <weir/detail/websocket_fifo.hpp>
 #include <weir/detail/websocket_frame.hpp>
 #include <weir/detail/websocket_notifier.hpp>
+#include <weir/detail/websocket_stream.hpp>
 #include <weir/upgrade.hpp>
 #include <weir/websocket/options.hpp>
 
@@ -10,18 +13,16 @@
 #include <asio/bind_cancellation_slot.hpp>
 #include <asio/cancellation_signal.hpp>
 #include <asio/co_spawn.hpp>
+#include <asio/io_context.hpp>
 #include <asio/ip/tcp.hpp>
 #include <asio/post.hpp>
 #include <asio/redirect_error.hpp>
-#include <asio/steady_timer.hpp>
 #include <asio/use_awaitable.hpp>
-#include <asio/write.hpp>
 
 #include <algorithm>
 #include <chrono>
 #include <cstddef>
 #include <cstdint>
-#include <deque>
 #include <exception>
 #include <functional>
 #include <memory>
@@ -133,15 +134,15 @@ private:
 /// `co_await send(...)` to answer. Lives on its connection's executor (one thread); from other threads use
 /// sender().
 class websocket_connection : public std::enable_shared_from_this<websocket_connection> {
-    using clock = std::chrono::steady_clock;
-
 public:
     /// A session on an upgraded socket; `leftover` holds bytes that arrived after the handshake. The server
     /// makes these (weir::websocket); tests may too.
     websocket_connection(asio::ip::tcp::socket& socket, websocket_options options, std::string subprotocol = {},
                          std::string leftover = {})
-        : socket_(socket), executor_(socket.get_executor()), options_(std::move(options)),
-          subprotocol_(std::move(subprotocol)), reader_(options_.max_message_size), timer_(executor_) {
+        : stream_(socket), executor_(stream_.get_executor()), options_(std::move(options)),
+          subprotocol_(std::move(subprotocol)), reader_(options_.max_message_size),
+          sweep_(detail::event_loop::of(static_cast<asio::io_context&>(asio::query(executor_, asio::execution::context)))
+                     .deadlines()) {
         if (!leftover.empty()) {
             in_capacity_ = std::max(leftover.size(), read_chunk);
             in_ = std::make_unique_for_overwrite<char[]>(in_capacity_);
@@ -244,10 +245,7 @@ private:
     // Runs the session to its end: the handler on its own coroutine, frames in, frames out, deadlines.
     asio::awaitable<void> run(websocket_handler handler, upgraded_connection* link) {
         link_ = link;
-        asio::error_code ec;
-        socket_.non_blocking(true, ec); // reads and writes are tried at once, and waited for only if needed
-        last_heard_ = last_ping_ = clock::now();
-        arm_timer();
+        heard();
         if (handler) {
             handler_running_ = true;
             asio::co_spawn(executor_, handler(*this),
@@ -262,11 +260,9 @@ private:
         finish();
         if (handler_running_) {
             // The handler sees read() return nothing; it gets close_timeout to finish, then is cancelled.
-            auto self = shared_from_this();
-            asio::steady_timer grace(executor_, options_.close_timeout);
-            grace.async_wait([self](asio::error_code) { self->io_wake_.notify_all(); });
-            while (handler_running_ && grace.expiry() > clock::now()) co_await io_wake_.async_wait(asio::use_awaitable);
-            grace.cancel();
+            grace_deadline_.arm(sweep_, options_.close_timeout);
+            while (handler_running_ && grace_deadline_.armed()) co_await io_wake_.async_wait(asio::use_awaitable);
+            grace_deadline_.cancel();
             if (handler_running_) handler_cancel_.emit(asio::cancellation_type::terminal);
             while (handler_running_) co_await io_wake_.async_wait(asio::use_awaitable);
         }
@@ -275,7 +271,7 @@ private:
 
     void handler_finished(std::exception_ptr e) {
         handler_running_ = false;
-        inbox_.clear();
+        inbox_.release();
         inbox_bytes_ = 0;
         if (e) {
             bool cancelled = false;
@@ -342,7 +338,7 @@ private:
         while (!close_sent_ && !aborted_) co_await io_wake_.async_wait(asio::use_awaitable);
         if (aborted_) co_return;
         asio::error_code ec;
-        socket_.shutdown(asio::ip::tcp::socket::shutdown_send, ec);
+        stream_.shutdown_send();
         while (!ec && !aborted_) {
             in_pos_ = in_end_ = 0;
             co_await read_into_buffer(ec);
@@ -358,13 +354,13 @@ private:
     asio::awaitable<std::size_t> read_some(char* dst, std::size_t size, asio::error_code& ec) {
         co_await yield_if_busy();
         for (;;) {
-            std::size_t n = socket_.read_some(asio::buffer(dst, size), ec);
-            if (ec != asio::error::would_block && ec != asio::error::try_again) {
+            std::size_t n = stream_.read_some(asio::buffer(dst, size), ec);
+            if (ec != asio::error::would_block) {
                 if (!ec) heard();
                 co_return n;
             }
             reads_without_wait_ = 0;
-            co_await socket_.async_wait(asio::ip::tcp::socket::wait_read, asio::redirect_error(asio::use_awaitable, ec));
+            co_await stream_.async_wait_readable(asio::redirect_error(asio::use_awaitable, ec));
             if (ec) co_return 0;
         }
     }
@@ -377,14 +373,14 @@ private:
                 in_capacity_ = read_chunk;
                 in_ = std::make_unique_for_overwrite<char[]>(in_capacity_);
             }
-            std::size_t n = socket_.read_some(asio::buffer(in_.get(), in_capacity_), ec);
-            if (ec != asio::error::would_block && ec != asio::error::try_again) {
+            std::size_t n = stream_.read_some(asio::buffer(in_.get(), in_capacity_), ec);
+            if (ec != asio::error::would_block) {
                 if (!ec) heard();
                 co_return n;
             }
             in_.reset();
             reads_without_wait_ = 0;
-            co_await socket_.async_wait(asio::ip::tcp::socket::wait_read, asio::redirect_error(asio::use_awaitable, ec));
+            co_await stream_.async_wait_readable(asio::redirect_error(asio::use_awaitable, ec));
             if (ec) co_return 0;
         }
     }
@@ -395,10 +391,16 @@ private:
     asio::awaitable<void> yield_if_busy() {
         if (++reads_without_wait_ < max_reads_without_wait) co_return;
         reads_without_wait_ = 0;
-        co_await asio::post(socket_.get_executor(), asio::use_awaitable);
+        co_await asio::post(executor_, asio::use_awaitable);
     }
 
-    void heard() noexcept { last_heard_ = clock::now(); }
+    // The peer said something: its idle and ping deadlines start again (not while closing: then only the
+    // close deadline counts).
+    void heard() {
+        if (close_queued_ || finished_) return;
+        if (options_.idle_timeout.count() > 0) idle_deadline_.arm(sweep_, options_.idle_timeout);
+        if (options_.ping_interval.count() > 0) ping_deadline_.arm(sweep_, options_.ping_interval);
+    }
 
     void on_event(const detail::ws_event& event) {
         switch (event.kind) {
@@ -484,8 +486,9 @@ private:
             if (detail::is_valid_utf8(reason)) payload.append(reason);
         }
         outbox_.push_back({detail::ws_close, std::move(payload)});
-        close_deadline_ = clock::now() + options_.close_timeout;
-        arm_timer();
+        idle_deadline_.cancel();
+        ping_deadline_.cancel();
+        close_deadline_.arm(sweep_, options_.close_timeout);
         room_.notify_all();    // waiting senders give up: the session is closing
         io_wake_.notify_all(); // a reader paused by a full inbox reads on, to see the peer's close
         schedule_flush();
@@ -504,8 +507,7 @@ private:
     void abort() {
         if (aborted_ || finished_) return;
         aborted_ = true;
-        asio::error_code ec;
-        socket_.cancel(ec);
+        stream_.cancel();
         stop_reading();
         io_wake_.notify_all();
     }
@@ -516,11 +518,12 @@ private:
         read_done_ = true;
         reading_frames_ = false;
         link_ = nullptr;
-        asio::error_code ec;
-        socket_.cancel(ec); // a write still pending ends now
-        timer_.cancel();
+        stream_.cancel(); // a write still pending ends now
+        cancel_deadlines();
         drop_queued();
-        control_.clear();
+        control_.release();
+        outbox_.release();
+        release_write_buffers();
         in_.reset();
         unlink_senders();
         readable_.notify_all();
@@ -588,10 +591,10 @@ private:
     void flush() {
         while (!writing_ && !finished_ && !aborted_ && !close_sent_) {
             if (!gather()) return;
-            // The socket is non-blocking: try at once, wait only for what did not fit.
+            // The stream is non-blocking: try at once, wait for writability only for what did not fit.
             asio::error_code ec;
-            std::size_t n = socket_.write_some(buffers_, ec);
-            if (ec == asio::error::would_block || ec == asio::error::try_again) ec = {}, n = 0;
+            std::size_t n = stream_.write_some(buffers_, ec);
+            if (ec == asio::error::would_block) ec = {}, n = 0;
             if (ec) return write_failed();
             if (link_) link_->count_written(n);
             if (n == batch_bytes_) {
@@ -599,19 +602,38 @@ private:
                 continue;
             }
             consume(n);
+            write_left_ = batch_bytes_ - n;
             writing_ = true;
-            write_started_ = clock::now();
-            arm_timer();
-            asio::async_write(socket_, buffers_, [self = shared_from_this()](asio::error_code ec, std::size_t n) {
-                self->writing_ = false;
-                if (self->finished_) return;
-                if (self->link_) self->link_->count_written(n);
-                if (ec) return self->write_failed();
-                self->written();
-                self->flush();
-            });
+            if (options_.idle_timeout.count() > 0) write_deadline_.arm(sweep_, options_.idle_timeout);
+            wait_writable();
             return;
         }
+    }
+
+    // The rest of a batch the socket did not take: written as the socket drains.
+    void wait_writable() {
+        stream_.async_wait_writable([self = shared_from_this()](asio::error_code ec) {
+            if (self->finished_) {
+                self->writing_ = false;
+                return;
+            }
+            std::size_t n = 0;
+            if (!ec) {
+                n = self->stream_.write_some(self->buffers_, ec);
+                if (ec == asio::error::would_block) ec = {}, n = 0;
+            }
+            if (!ec && self->link_) self->link_->count_written(n);
+            if (!ec && n < self->write_left_) {
+                self->consume(n);
+                self->write_left_ -= n;
+                return self->wait_writable();
+            }
+            self->writing_ = false;
+            self->write_deadline_.cancel();
+            if (ec) return self->write_failed();
+            self->written();
+            self->flush();
+        });
     }
 
     // Takes what goes out next (control frames first, then messages, nothing after a close) and lays out
@@ -659,6 +681,15 @@ private:
         return true;
     }
 
+    // Frees the batch's scratch memory (not while a write uses it).
+    void release_write_buffers() noexcept {
+        if (writing_) return;
+        std::vector<outgoing>().swap(batch_);
+        std::string().swap(scratch_);
+        std::vector<segment>().swap(segments_);
+        std::vector<asio::const_buffer>().swap(buffers_);
+    }
+
     void add_segment(const char* data, std::size_t offset, std::size_t size) {
         if (!data && !segments_.empty() && !segments_.back().data &&
             segments_.back().offset + segments_.back().size == offset) {
@@ -699,63 +730,61 @@ private:
 
     // ---- deadlines -----------------------------------------------------------------------------------
 
-    // One timer serves every deadline. It is re-armed only when a deadline moves earlier; when it fires,
-    // it looks at the clock and re-arms for whatever comes next.
-    clock::time_point next_deadline() const noexcept {
-        auto next = clock::time_point::max();
-        auto idle = options_.idle_timeout;
-        if (close_queued_) {
-            next = close_deadline_;
-        } else {
-            if (idle.count() > 0) next = std::min(next, last_heard_ + idle);
-            if (options_.ping_interval.count() > 0)
-                next = std::min(next, std::max(last_heard_, last_ping_) + options_.ping_interval);
-        }
-        if (writing_ && idle.count() > 0) next = std::min(next, write_started_ + idle);
-        return next;
+    // Deadlines are entries in the event loop's sweep (one timer per loop): an idle session holds no timer
+    // and wakes only when one of its deadlines passes. Each is re-armed with its own fixed duration, so the
+    // sweep's per-duration lists stay sorted.
+    template <void (websocket_connection::*Expired)()>
+    static void on_deadline(void* context) {
+        auto self = static_cast<websocket_connection*>(context)->shared_from_this(); // may end the session
+        (self.get()->*Expired)();
     }
 
-    void arm_timer() {
-        if (finished_) return;
-        auto next = next_deadline();
-        if (next >= armed_) return;
-        armed_ = next;
-        timer_.expires_at(next);
-        timer_.async_wait([self = shared_from_this()](asio::error_code ec) {
-            if (ec == asio::error::operation_aborted || self->finished_) return;
-            self->on_timer();
-        });
+    void cancel_deadlines() noexcept {
+        idle_deadline_.cancel();
+        ping_deadline_.cancel();
+        close_deadline_.cancel();
+        write_deadline_.cancel();
     }
 
-    void on_timer() {
-        armed_ = clock::time_point::max();
-        auto now = clock::now();
-        auto idle = options_.idle_timeout;
-        if (close_queued_ && now >= close_deadline_) return abort(); // the closing handshake took too long
-        if (writing_ && idle.count() > 0 && now >= write_started_ + idle) {
-            if (!close_queued_) status_ = {close_code::abnormal_closure, "peer stopped reading", false};
-            return abort();
-        }
-        if (!close_queued_) {
-            if (idle.count() > 0 && now >= last_heard_ + idle) {
-                status_ = {close_code::abnormal_closure, "peer silent", false};
-                return abort();
-            }
-            if (options_.ping_interval.count() > 0 && now >= std::max(last_heard_, last_ping_) + options_.ping_interval) {
-                last_ping_ = now;
-                reader_.drop_spare(); // a quiet session keeps no buffer for the next message
-                bool waiting = std::any_of(control_.begin(), control_.end(),
-                                           [](const outgoing& o) { return o.opcode == detail::ws_ping; });
-                if (!waiting) control_.push_back({detail::ws_ping, std::string()});
-                schedule_flush();
-            }
-        }
-        arm_timer();
+    // The peer sent nothing, not even a pong, for idle_timeout.
+    void idle_expired() {
+        if (close_queued_ || finished_) return;
+        status_ = {close_code::abnormal_closure, "peer silent", false};
+        abort();
     }
+
+    // Quiet for ping_interval: ping (one at most waits), and again after another interval of quiet.
+    void ping_due() {
+        if (close_queued_ || finished_) return;
+        // A quiet session keeps no buffer for the next message, nor the memory of its last burst.
+        reader_.drop_spare();
+        if (inbox_.empty()) inbox_.release();
+        if (outbox_.empty()) outbox_.release();
+        if (control_.empty()) control_.release();
+        if (!writing_) release_write_buffers();
+        bool waiting = std::any_of(control_.begin(), control_.end(),
+                                   [](const outgoing& o) { return o.opcode == detail::ws_ping; });
+        if (!waiting) control_.push_back({detail::ws_ping, std::string()});
+        schedule_flush();
+        ping_deadline_.arm(sweep_, options_.ping_interval);
+    }
+
+    // The closing handshake took too long.
+    void close_expired() { abort(); }
+
+    // A write waited idle_timeout for the peer to read.
+    void write_expired() {
+        if (!writing_ || finished_) return;
+        if (!close_queued_) status_ = {close_code::abnormal_closure, "peer stopped reading", false};
+        abort();
+    }
+
+    // The handler's grace after the session ended: run() looks at the deadline when woken.
+    void grace_expired() { io_wake_.notify_all(); }
 
     // ---- state ---------------------------------------------------------------------------------------
 
-    asio::ip::tcp::socket& socket_;
+    detail::ws_socket_stream stream_; // becomes `weir::transport&` once upgraded_connection offers one
     asio::any_io_executor executor_;
     websocket_options options_;
     std::string subprotocol_;
@@ -767,12 +796,12 @@ private:
     std::size_t in_capacity_ = 0, in_pos_ = 0, in_end_ = 0;
     unsigned reads_without_wait_ = 0;
     std::size_t direct_window_ = direct_threshold * 4;
-    std::deque<websocket_message> inbox_;
+    detail::ws_fifo<websocket_message> inbox_;
     std::size_t inbox_bytes_ = 0;
 
     // Writing.
-    std::deque<outgoing> outbox_;  // messages, then possibly our close
-    std::deque<outgoing> control_; // at most one pong and one ping, ahead of messages
+    detail::ws_fifo<outgoing> outbox_;  // messages, then possibly our close
+    detail::ws_fifo<outgoing> control_; // at most one pong and one ping, ahead of messages
     std::size_t queued_count_ = 0, queued_bytes_ = 0;
     std::vector<outgoing> batch_;
     std::string scratch_;
@@ -783,16 +812,19 @@ private:
     std::vector<segment> segments_;
     std::vector<asio::const_buffer> buffers_;
     std::size_t batch_bytes_ = 0;
+    std::size_t write_left_ = 0; // of the batch, while waiting for writability
 
     // Waiting.
     detail::ws_notifier readable_; // the handler's read() and close()
     detail::ws_notifier room_;     // the handler's send()
     detail::ws_notifier io_wake_;  // serve() and run()
     asio::cancellation_signal handler_cancel_;
-    asio::steady_timer timer_;
-    clock::time_point armed_ = clock::time_point::max();
-    clock::time_point last_heard_{}, last_ping_{}, write_started_{};
-    clock::time_point close_deadline_ = clock::time_point::max();
+    detail::deadline_sweep& sweep_;
+    detail::deadline idle_deadline_{&on_deadline<&websocket_connection::idle_expired>, this};
+    detail::deadline ping_deadline_{&on_deadline<&websocket_connection::ping_due>, this};
+    detail::deadline close_deadline_{&on_deadline<&websocket_connection::close_expired>, this};
+    detail::deadline write_deadline_{&on_deadline<&websocket_connection::write_expired>, this};
+    detail::deadline grace_deadline_{&on_deadline<&websocket_connection::grace_expired>, this};
 
     std::shared_ptr<detail::ws_sender_link> sender_link_; // made by the first sender()
     websocket_close_status status_;
