@@ -77,7 +77,8 @@ struct fake_request {
 
 // What the connection does after committing: run the session on its socket (both owned by this frame).
 asio::awaitable<void> run_session(asio::ip::tcp::socket socket, weir::pending<weir::sse> p) {
-    weir::upgraded_connection link(socket, "");
+    weir::transport transport(std::move(socket));
+    weir::upgraded_connection link(transport, "");
     co_await p.session().run(link);
 }
 

@@ -3,6 +3,8 @@
 
 #include <weir/websocket.hpp>
 
+#include "socket_pair.hpp"
+
 #include <asio/co_spawn.hpp>
 #include <asio/io_context.hpp>
 #include <asio/ip/tcp.hpp>
@@ -25,15 +27,6 @@ namespace {
 using namespace std::chrono_literals;
 using clock_type = std::chrono::steady_clock;
 
-// A connected pair of loopback sockets on `io`: the session's end and the peer's.
-struct socket_pair {
-    explicit socket_pair(asio::io_context& io) : server(io), client(io) {
-        asio::ip::tcp::acceptor acceptor(io, {asio::ip::address_v4::loopback(), 0});
-        client.connect(acceptor.local_endpoint());
-        acceptor.accept(server);
-    }
-    asio::ip::tcp::socket server, client;
-};
 
 struct frame_seen {
     std::uint8_t opcode;
@@ -58,7 +51,7 @@ struct session_run {
         asio::co_spawn(io, ws->run(*link), [this, link, ws](std::exception_ptr) {
             session_ended = clock_type::now() - start;
             asio::error_code ec;
-            sockets.server.close(ec); // as the connection does once run returns
+            sockets.server.close(); // as the connection does once run returns
         });
         read_frames();
         io.run_for(limit);

@@ -4,6 +4,8 @@
 
 #include <weir/websocket.hpp>
 
+#include "socket_pair.hpp"
+
 #include <asio/io_context.hpp>
 #include <asio/ip/tcp.hpp>
 #include <asio/post.hpp>
@@ -16,20 +18,6 @@
 #include <string>
 #include <thread>
 #include <vector>
-
-namespace {
-
-// A connected pair of loopback sockets on `io`: the session's end and the peer's.
-struct socket_pair {
-    explicit socket_pair(asio::io_context& io) : server(io), client(io) {
-        asio::ip::tcp::acceptor acceptor(io, {asio::ip::address_v4::loopback(), 0});
-        client.connect(acceptor.local_endpoint());
-        acceptor.accept(server);
-    }
-    asio::ip::tcp::socket server, client;
-};
-
-} // namespace
 
 TEST_CASE("a sender used after its session and its event loop are gone does nothing and returns false") {
     std::shared_ptr<weir::websocket_sender> sender;
@@ -74,7 +62,6 @@ TEST_CASE("senders on other threads racing the session's end and the loop's dest
         {
             asio::io_context io;
             socket_pair sockets(io);
-            sockets.server.non_blocking(true); // a write the peer does not read waits instead of blocking
             auto session = std::make_shared<weir::websocket_connection>(sockets.server, weir::websocket_options{});
             for (int i = 0; i < 3; ++i) senders.push_back(session->sender());
             auto work = asio::make_work_guard(io);

@@ -48,7 +48,7 @@ public:
     /// Runs the session on the upgraded socket, starting with the bytes that came after the handshake.
     /// A graceful server shutdown closes it with 1001.
     asio::awaitable<void> run(upgraded_connection& connection) {
-        auto session = std::make_shared<websocket_connection>(connection.socket(), std::move(options_),
+        auto session = std::make_shared<websocket_connection>(connection.transport(), std::move(options_),
                                                               handshake_.subprotocol, connection.take_leftover());
         connection.on_shutdown([weak = std::weak_ptr<websocket_connection>(session)] {
             if (auto s = weak.lock()) s->going_away();

@@ -5,7 +5,7 @@
 #include <weir/detail/websocket_fifo.hpp>
 #include <weir/detail/websocket_frame.hpp>
 #include <weir/detail/websocket_notifier.hpp>
-#include <weir/detail/websocket_stream.hpp>
+#include <weir/transport.hpp>
 #include <weir/upgrade.hpp>
 #include <weir/websocket/options.hpp>
 
@@ -137,9 +137,9 @@ class websocket_connection : public std::enable_shared_from_this<websocket_conne
 public:
     /// A session on an upgraded socket; `leftover` holds bytes that arrived after the handshake. The server
     /// makes these (weir::websocket); tests may too.
-    websocket_connection(asio::ip::tcp::socket& socket, websocket_options options, std::string subprotocol = {},
+    websocket_connection(weir::transport& transport, websocket_options options, std::string subprotocol = {},
                          std::string leftover = {})
-        : stream_(socket), executor_(stream_.get_executor()), options_(std::move(options)),
+        : stream_(transport), executor_(stream_.get_executor()), options_(std::move(options)),
           subprotocol_(std::move(subprotocol)), reader_(options_.max_message_size),
           sweep_(detail::event_loop::of(static_cast<asio::io_context&>(asio::query(executor_, asio::execution::context)))
                      .deadlines()) {
@@ -784,7 +784,7 @@ private:
 
     // ---- state ---------------------------------------------------------------------------------------
 
-    detail::ws_socket_stream stream_; // becomes `weir::transport&` once upgraded_connection offers one
+    weir::transport& stream_; // the connection's; it outlives the session
     asio::any_io_executor executor_;
     websocket_options options_;
     std::string subprotocol_;
