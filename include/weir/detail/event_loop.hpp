@@ -127,7 +127,11 @@ private:
 
     void cancel(deadline& d) noexcept {
         d.list_->unlink(d);
-        --size_;
+        // With nothing armed, the timer stops too: a loop whose streams have all ended can run out of work.
+        if (--size_ == 0 && waiting_) {
+            waiting_ = false;
+            timer_.cancel();
+        }
     }
 
     // Wakes the loop's timer no later than `at` (rounded up to the granularity, so close deadlines share one
