@@ -1,12 +1,14 @@
 #pragma once
 
-// Command-line parsing shared by the examples: --bind, --port, --threads, plus example-specific flags.
+// Command-line parsing shared by the examples: --bind, --port, --threads, --max-connections,
+// --header-timeout-ms, plus example-specific flags.
 
 #include <weir/server_options.hpp>
 
 #include <fmt/format.h>
 
 #include <charconv>
+#include <chrono>
 #include <cstdlib>
 #include <functional>
 #include <string>
@@ -47,6 +49,8 @@ inline void parse_command_line(int argc, char** argv, weir::server_options& opti
             options.threads = static_cast<unsigned>(n);
         } else if (flag == "--max-connections") {
             options.max_connections = number(flag, value);
+        } else if (flag == "--header-timeout-ms") {
+            options.header_timeout = std::chrono::milliseconds(number(flag, value));
         } else if (!extra || !extra(flag, value)) {
             fail(fmt::format("unknown option {}", flag));
         }

@@ -2,6 +2,7 @@
 
 #include <weir/http/headers.hpp>
 #include <weir/http/status.hpp>
+#include <weir/transport.hpp>
 
 #include <asio/awaitable.hpp>
 #include <asio/ip/tcp.hpp>
@@ -15,16 +16,19 @@
 
 namespace weir {
 
-/// What a committed upgrade gets from the connection: the socket, the bytes that arrived after the request
-/// head, and a way to hear of the server's graceful shutdown. The connection closes the socket after the
+/// What a committed upgrade gets from the connection: the transport, the bytes that arrived after the request
+/// head, and a way to hear of the server's graceful shutdown. The connection closes the transport after the
 /// protocol's `run` returns.
 class upgraded_connection {
 public:
-    upgraded_connection(asio::ip::tcp::socket& socket, std::string leftover)
-        : socket_(&socket), leftover_(std::move(leftover)) {}
+    upgraded_connection(weir::transport& transport, std::string leftover)
+        : transport_(&transport), leftover_(std::move(leftover)) {}
 
-    /// The connection's socket; its executor is the connection's (one thread at a time).
-    asio::ip::tcp::socket& socket() noexcept { return *socket_; }
+    /// The connection's byte stream; its executor is the connection's (one thread at a time).
+    weir::transport& transport() noexcept { return *transport_; }
+
+    /// The TCP socket under the transport. Deprecated: protocols use `transport()`, which TLS can sit under.
+    asio::ip::tcp::socket& socket() noexcept { return transport_->lowest_layer(); }
 
     /// Bytes received after the request head (the first WebSocket frames, say). Take them before reading.
     std::string take_leftover() noexcept { return std::move(leftover_); }
@@ -54,7 +58,7 @@ public:
     }
 
 private:
-    asio::ip::tcp::socket* socket_;
+    weir::transport* transport_;
     std::string leftover_;
     std::function<void()> shutdown_;
     std::size_t written_ = 0;

@@ -16,6 +16,7 @@
 #include <weir/router.hpp>
 #include <weir/server.hpp>
 #include <weir/server_options.hpp>
+#include <weir/transport.hpp>
 #include <weir/upgrade.hpp>
 #include <weir/utf8.hpp>
 

@@ -3,7 +3,10 @@ subscribers that stay and read everything, while others churn (random disconnect
 drop mid-handshake, and read slowly. Checks: the server never crashes, every published message reaches every
 client that stayed and kept reading, in order, and file descriptors and memory return near their baseline.
 
-Scale with WEIR_SOAK_SCALE (1: the CI size, about 20 s; 10: 5000 SSE and 1000 WebSocket clients for minutes)."""
+Scale with WEIR_SOAK_SCALE (1: the CI size, about 20 s; 10: 5000 SSE and 1000 WebSocket clients for minutes).
+For looking at memory: WEIR_SOAK_SECONDS overrides how long the churn lasts, WEIR_SOAK_ROUNDS=N runs the soak N
+times against the same server (is memory left after one round reused by the next?), and WEIR_SOAK_TRIM=1 has
+gdb call malloc_trim(0) in the server after the last round and prints RSS before and after."""
 
 import asyncio
 import base64
@@ -20,7 +23,8 @@ R = Results()
 SCALE = float(os.environ.get("WEIR_SOAK_SCALE", "1"))
 STAY_SSE = int(300 * SCALE) if SCALE < 10 else 5000
 STAY_WS = int(100 * SCALE) if SCALE < 10 else 1000
-DURATION = 15 * SCALE if SCALE < 10 else 180
+DURATION = float(os.environ.get("WEIR_SOAK_SECONDS", 15 * SCALE if SCALE < 10 else 180))
+ROUNDS = int(os.environ.get("WEIR_SOAK_ROUNDS", "1"))
 rng = random.Random(1234)
 
 
@@ -124,16 +128,59 @@ async def publisher(host, port, stop, published):
     writer.close()
 
 
-async def soak(srv):
-    pid = srv.proc.pid
-    # Warm up: each event loop creates its reactor's descriptors on its first connection.
+async def warm_up(srv):
+    # Each event loop creates its reactor's descriptors on its first connection.
     for _ in range(4):
         r, w = await asyncio.open_connection(srv.host, srv.port)
         w.write(b"GET / HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
         await r.read()
         w.close()
     await asyncio.sleep(0.3)
-    base_fds, base_rss = fds(pid), rss_mb(pid)
+    return fds(srv.proc.pid), rss_mb(srv.proc.pid)
+
+
+def rss_by_mapping(pid):
+    """RSS in MB of the main heap ([heap]), of anonymous mappings (other threads' malloc arenas, Asio's
+    and the threads' stacks) and of the rest (the program and its libraries)."""
+    kinds = {"heap": 0, "anonymous": 0, "other": 0}
+    kind = "other"
+    with open(f"/proc/{pid}/smaps") as f:
+        for line in f:
+            if re.match(r"[0-9a-f]+-[0-9a-f]+ ", line):
+                fields = line.split()
+                kind = "heap" if fields[-1] == "[heap]" else "anonymous" if len(fields) == 5 else "other"
+            elif line.startswith("Rss:"):
+                kinds[kind] += int(line.split()[1])
+    return ", ".join(f"{k} {v / 1024:.0f}" for k, v in kinds.items())
+
+
+def malloc_trim(pid):
+    """What glibc's malloc holds in the server (malloc_info), then RSS before and after it calls malloc_trim(0),
+    both through gdb (the server pauses for a moment)."""
+    import subprocess
+    import tempfile
+    info = tempfile.NamedTemporaryFile(suffix=".xml", delete=False).name
+    before, mappings = rss_mb(pid), rss_by_mapping(pid)
+    # clock() is the process's CPU time; the other threads are stopped while gdb calls malloc_trim.
+    gdb = subprocess.run(["gdb", "-p", str(pid), "-batch", "-ex", f'set $f = (void*) fopen("{info}", "w")',
+                          "-ex", "call (int) malloc_info(0, $f)", "-ex", "call (int) fclose($f)",
+                          "-ex", "set $c0 = (long) clock()", "-ex", "set $r = (int) malloc_trim(0)",
+                          "-ex", "set $c1 = (long) clock()", "-ex", 'printf "trim took %ld us\\n", $c1 - $c0'],
+                         capture_output=True, text=True, timeout=120)
+    took = re.search(r"trim took (\d+) us", gdb.stdout)
+    xml = open(info).read()
+    os.unlink(info)
+    heaps = xml.split("<heap nr=")[1:]
+    # Per arena: free chunks (fast bins and the rest) and what the arena has from the system.
+    free = sum(int(n) for h in heaps for n in re.findall(r'<total type="(?:fast|rest)" count="\d+" size="(\d+)"', h))
+    system = sum(int(n) for h in heaps for n in re.findall(r'<system type="current" size="(\d+)"', h))
+    return (f"malloc holds {system / 2**20:.0f} MB in {len(heaps)} arenas, {free / 2**20:.0f} MB of it in free "
+            f"chunks; malloc_trim(0) took {int(took.group(1)) / 1000 if took else float('nan'):.1f} ms CPU: "
+            f"RSS {before:.0f} MB ({mappings}) -> {rss_mb(pid):.0f} MB ({rss_by_mapping(pid)})")
+
+
+async def soak(srv, base_fds, base_rss):
+    pid = srv.proc.pid
     url = srv.url.replace("http://", "ws://") + "/ws"
     sse_seen = [[] for _ in range(STAY_SSE)]
     ws_seen = [[] for _ in range(STAY_WS)]
@@ -181,8 +228,12 @@ async def soak(srv):
 
 
 with Server("chat", "--threads", "2", "--max-connections", "30000", "--heartbeat-ms", "1000") as srv:
-    R.check(f"soak: {STAY_SSE} SSE and {STAY_WS} WebSocket clients stay and get everything while others churn",
-            lambda: asyncio.run(soak(srv)))
+    base = asyncio.run(warm_up(srv))
+    for n in range(1, ROUNDS + 1):
+        R.check(f"soak{f' round {n}' if ROUNDS > 1 else ''}: {STAY_SSE} SSE and {STAY_WS} WebSocket clients stay "
+                "and get everything while others churn", lambda: asyncio.run(soak(srv, *base)))
+    if os.environ.get("WEIR_SOAK_TRIM"):
+        print(malloc_trim(srv.proc.pid), flush=True)
     R.check("soak: the server is alive and exits 0", lambda: expect(srv.stop() == 0, "exit status"))
 
 R.finish()

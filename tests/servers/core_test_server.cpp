@@ -11,13 +11,25 @@
 #include <asio/steady_timer.hpp>
 #include <asio/this_coro.hpp>
 
+#include <sys/resource.h>
+
 #include <atomic>
 #include <chrono>
 #include <stdexcept>
 #include <system_error>
 #include <string>
 
+// Tests hold thousands of connections: take every descriptor the hard limit allows.
+static void raise_fd_limit() {
+    rlimit limit{};
+    if (getrlimit(RLIMIT_NOFILE, &limit) == 0 && limit.rlim_cur < limit.rlim_max) {
+        limit.rlim_cur = limit.rlim_max;
+        setrlimit(RLIMIT_NOFILE, &limit);
+    }
+}
+
 int main(int argc, char** argv) {
+    raise_fd_limit();
     weir::server_options options;
     auto ms = [](std::string_view v) { return std::chrono::milliseconds(std::stol(std::string(v))); };
     auto size = [](std::string_view v) { return static_cast<std::size_t>(std::stoul(std::string(v))); };
@@ -27,6 +39,7 @@ int main(int argc, char** argv) {
             if (flag == "--header-timeout-ms") options.header_timeout = ms(value);
             else if (flag == "--body-timeout-ms") options.body_timeout = ms(value);
             else if (flag == "--idle-timeout-ms") options.idle_timeout = ms(value);
+            else if (flag == "--write-timeout-ms") options.write_timeout = ms(value);
             else if (flag == "--shutdown-timeout-ms") options.shutdown_timeout = ms(value);
             else if (flag == "--max-body") options.limits.max_body_bytes = size(value);
             else if (flag == "--max-header-bytes") options.limits.max_header_bytes = size(value);

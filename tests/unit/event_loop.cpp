@@ -132,3 +132,26 @@ TEST_CASE("each event loop has one receive buffer shared by its connections") {
     CHECK(event_loop::of(a).receive_buffer().data() == one.data());
     CHECK(event_loop::of(b).receive_buffer().data() != one.data());
 }
+
+TEST_CASE("once its last deadline is cancelled the sweep holds no wake-up, so the loop's run() returns") {
+    asio::io_context io;
+    auto& sweep = event_loop::of(io).deadlines();
+    probe a, b;
+    a.d.arm(sweep, 10s);
+    b.d.arm(sweep, 20s);
+    asio::post(io, [&] {
+        a.d.cancel();
+        b.d.cancel();
+    });
+    auto start = deadline::clock::now();
+    io.run_for(5s);
+    CHECK(deadline::clock::now() - start < 1s);
+    CHECK(io.stopped());
+    CHECK(a.fired == 0);
+    CHECK(b.fired == 0);
+    // Arming again after that wakes the loop as usual.
+    io.restart();
+    a.d.arm(sweep, 50ms);
+    io.run_for(1s);
+    CHECK(a.fired == 1);
+}

@@ -75,9 +75,10 @@ struct fake_request {
     std::optional<std::string> query_param(std::string_view) const { return std::nullopt; }
 };
 
-// What the connection does after committing: run the session on its socket (both owned by this frame).
+// What the connection does after committing: run the session on its transport (both owned by this frame).
 asio::awaitable<void> run_session(asio::ip::tcp::socket socket, weir::pending<weir::sse> p) {
-    weir::upgraded_connection link(socket, "");
+    weir::transport stream(std::move(socket));
+    weir::upgraded_connection link(stream, "");
     co_await p.session().run(link);
 }
 

@@ -1,19 +1,22 @@
 #pragma once
 
+#include <weir/detail/event_loop.hpp>
 #include <weir/detail/serialize.hpp>
 #include <weir/http/parser.hpp>
 #include <weir/http/request.hpp>
 #include <weir/reply.hpp>
 #include <weir/server_options.hpp>
+#include <weir/transport.hpp>
 #include <weir/upgrade.hpp>
 
 #include <asio/awaitable.hpp>
 #include <asio/cancellation_signal.hpp>
 #include <asio/co_spawn.hpp>
 #include <asio/detached.hpp>
+#include <asio/io_context.hpp>
 #include <asio/ip/tcp.hpp>
+#include <asio/query.hpp>
 #include <asio/redirect_error.hpp>
-#include <asio/steady_timer.hpp>
 #include <asio/this_coro.hpp>
 #include <asio/use_awaitable.hpp>
 #include <asio/write.hpp>
@@ -21,6 +24,7 @@
 #include <fmt/format.h>
 
 #include <chrono>
+#include <cstdint>
 #include <cstring>
 #include <exception>
 #include <memory>
@@ -62,16 +66,16 @@ class connection final : public connection_base, public std::enable_shared_from_
 
 public:
     connection(asio::ip::tcp::socket socket, App& app, const server_options& options)
-        : socket_(std::move(socket)), timer_(socket_.get_executor()), app_(app), options_(options),
+        : transport_(std::move(socket)),
+          deadlines_(event_loop::of(static_cast<asio::io_context&>(
+                                        asio::query(transport_.get_executor(), asio::execution::context)))
+                         .deadlines()), app_(app), options_(options),
           parser_(options.limits) {}
 
     asio::awaitable<void> run() {
         auto self = this->shared_from_this();
-        asio::error_code ec;
-        remote_ = socket_.remote_endpoint(ec);
-        socket_.non_blocking(true, ec);
+        remote_ = transport_.remote_endpoint();
         set_deadline(options_.idle_timeout);
-        asio::co_spawn(socket_.get_executor(), watchdog(self), asio::detached);
         try {
             co_await serve();
         } catch (const std::exception& e) {
@@ -105,30 +109,67 @@ public:
 
 private:
     void close() {
-        asio::error_code ec;
-        socket_.shutdown(asio::ip::tcp::socket::shutdown_both, ec);
-        socket_.close(ec);
-        timer_.cancel();
+        transport_.close();
+        expiry_.cancel();
     }
 
-    // Moves the deadline. Later deadlines cost nothing (the watchdog re-arms when it wakes); an earlier one
-    // than the timer holds wakes the watchdog so it re-arms sooner. On the fast path deadlines only move later.
-    void set_deadline(std::chrono::milliseconds d) { set_deadline_at(clock::now() + d); }
+    // The connection's one deadline lives on the loop's sweep (no timer per connection). deadline_ is the
+    // truth; the sweep entry wakes no later than it. Phase and write deadlines arm the entry with their own
+    // duration, so arming costs an unlink and an append.
+    void set_deadline(std::chrono::milliseconds d) {
+        deadline_ = clock::now() + d;
+        expiry_.arm(deadlines_, d);
+    }
+    // Back to a deadline set earlier (a phase's, after a flush that waited under the write deadline). Later
+    // than the entry: the entry wakes first and re-arms. Earlier: re-armed toward it now.
     void set_deadline_at(clock::time_point t) {
         deadline_ = t;
-        if (deadline_ < armed_) timer_.cancel();
+        if (!expiry_.armed() || expiry_.expiry() > t) arm_toward(t);
+    }
+    // Arms the entry with the largest power-of-two number of milliseconds that does not pass `t`: a handful of
+    // durations (so of sweep lists) covers any time left, and the deadline is reached in a few wake-ups.
+    void arm_toward(clock::time_point t) {
+        auto left = std::chrono::duration_cast<std::chrono::milliseconds>(t - clock::now()).count();
+        std::int64_t step = 1;
+        while (step * 2 <= left) step *= 2;
+        expiry_.arm(deadlines_, std::chrono::milliseconds(step));
+    }
+
+    static void on_expiry(void* context) {
+        auto& c = *static_cast<connection*>(context);
+        if (!c.transport_.is_open()) return;
+        if (c.handling_) {
+            // The application is working on a request; its own writes set a deadline again.
+            c.set_deadline(c.options_.idle_timeout);
+            return;
+        }
+        if (c.deadline_ > clock::now()) {
+            c.arm_toward(c.deadline_);
+            return;
+        }
+        // First cancel the pending wait so the connection can answer 408; if it is still stuck a second later
+        // (a peer that does not read), close the transport.
+        if (c.timed_out_) {
+            c.close();
+            return;
+        }
+        c.timed_out_ = true;
+        c.transport_.cancel();
+        c.set_deadline(std::chrono::seconds(1));
     }
 
     // While a coroutine handler runs, a client that goes away (EOF or reset) cancels it: its awaits end with
     // operation_aborted instead of finishing work nobody will read. Bytes of a pipelined request end the
     // watch (they are read after this request). Peeking reads nothing, so the request's views stay valid.
     void watch_for_hangup() {
-        socket_.async_wait(asio::socket_base::wait_read,
-                           [self = this->shared_from_this(), watch = ++watch_](const asio::error_code& ec) {
+        transport_.async_wait_readable([self = this->shared_from_this(),
+                                        watch = ++watch_](const asio::error_code& ec) {
                                if (ec || watch != self->watch_ || !self->handling_ || self->cancelled_) return;
                                char c;
                                asio::error_code rec;
-                               self->socket_.receive(asio::buffer(&c, 1), asio::socket_base::message_peek, rec);
+                               // A peek at the TCP layer: EOF or reset there is a hangup whatever the transport.
+                               self->transport_.lowest_layer().receive(asio::buffer(&c, 1),
+                                                                       asio::socket_base::message_peek, rec);
                                if (rec == asio::error::would_block || rec == asio::error::try_again) {
                                    self->watch_for_hangup();
                                    return;
@@ -140,37 +181,7 @@ private:
     }
     void stop_watching() {
         ++watch_;
-        asio::error_code ec;
-        socket_.cancel(ec); // only the readiness wait is pending while a handler runs
-    }
-
-    // One timer per connection that wakes only when the current deadline may have passed, so setting a
-    // deadline per read costs a clock read and nothing more.
-    static asio::awaitable<void> watchdog(std::shared_ptr<connection> self) {
-        while (self->socket_.is_open()) {
-            self->armed_ = self->deadline_;
-            self->timer_.expires_at(self->armed_);
-            asio::error_code ec;
-            co_await self->timer_.async_wait(asio::redirect_error(asio::use_awaitable, ec));
-            if (!self->socket_.is_open()) co_return;
-            if (self->handling_) {
-                // The application is working on a request; its own writes set a deadline again.
-                self->deadline_ = clock::now() + self->options_.idle_timeout;
-                continue;
-            }
-            if (self->deadline_ <= clock::now()) {
-                // First cancel the pending operation so the connection can answer 408; if it is still
-                // stuck a second later (a peer that does not read), close the socket.
-                if (self->timed_out_) {
-                    self->close();
-                    co_return;
-                }
-                self->timed_out_ = true;
-                asio::error_code ignored;
-                self->socket_.cancel(ignored);
-                self->deadline_ = clock::now() + std::chrono::seconds(1);
-            }
-        }
+        transport_.cancel(); // only the readiness wait is pending while a handler runs
     }
 
     std::string_view buffered() const noexcept { return {buffer_.data() + begin_, end_ - begin_}; }
@@ -200,7 +211,7 @@ private:
                 }
             }
             // async_wait re-arms the descriptor (EPOLL_CTL_MOD), so bytes that are already there wake it too.
-            co_await socket_.async_wait(asio::socket_base::wait_read, asio::redirect_error(asio::use_awaitable, ec));
+            co_await transport_.async_wait_readable(asio::redirect_error(asio::use_awaitable, ec));
             if (ec) co_return false;
         }
         if (buffer_.size() == 0) {
@@ -221,11 +232,17 @@ private:
                 buffer_.resize(buffer_.size() * 2);
             }
         }
-        std::size_t n = co_await socket_.async_read_some(asio::buffer(buffer_.data() + end_, buffer_.size() - end_),
-                                                         asio::redirect_error(asio::use_awaitable, ec));
-        if (ec) co_return false;
-        end_ += n;
-        co_return true;
+        for (;;) {
+            std::size_t n = transport_.read_some(asio::buffer(buffer_.data() + end_, buffer_.size() - end_), ec);
+            if (ec == asio::error::would_block || ec == asio::error::try_again) {
+                co_await transport_.async_wait_readable(asio::redirect_error(asio::use_awaitable, ec));
+                if (ec) co_return false;
+                continue;
+            }
+            if (ec) co_return false;
+            end_ += n;
+            co_return true;
+        }
     }
 
     // Writes what is waiting in out_. Most writes fit in the socket buffer and finish at once without
@@ -233,8 +250,8 @@ private:
     asio::awaitable<bool> flush() {
         if (out_.empty()) co_return true;
         asio::error_code ec;
-        std::size_t n = socket_.write_some(asio::buffer(out_), ec);
-        if (ec == asio::error::would_block || ec == asio::error::try_again) {
+        std::size_t n = transport_.write_some(asio::buffer(out_), ec);
+        if (ec == asio::error::would_block) {
             n = 0;
             ec = {};
         }
@@ -242,8 +259,12 @@ private:
             bool handling = std::exchange(handling_, false);
             set_deadline(options_.write_timeout);
             timed_out_ = false;
-            co_await asio::async_write(socket_, asio::buffer(out_.data() + n, out_.size() - n),
-                                       asio::redirect_error(asio::use_awaitable, ec));
+            while (!ec && n < out_.size()) {
+                co_await transport_.async_wait_writable(asio::redirect_error(asio::use_awaitable, ec));
+                if (ec) break;
+                n += transport_.write_some(asio::buffer(out_.data() + n, out_.size() - n), ec);
+                if (ec == asio::error::would_block) ec = {};
+            }
             handling_ = handling;
         }
         out_.clear();
@@ -254,14 +275,16 @@ private:
     // Closes after an error answer without losing it: a close with unread request bytes would make the
     // kernel send RST, and the client could lose the response. Stop sending, drain briefly, then close.
     asio::awaitable<void> linger_close() {
-        asio::error_code ec;
-        socket_.shutdown(asio::ip::tcp::socket::shutdown_send, ec);
+        transport_.shutdown_send();
         set_deadline(std::chrono::milliseconds(2000));
         timed_out_ = false;
         char sink[4096];
         std::size_t drained = 0;
+        asio::error_code ec;
         while (!ec && drained < 256 * 1024 && !timed_out_) {
-            drained += co_await socket_.async_read_some(asio::buffer(sink), asio::redirect_error(asio::use_awaitable, ec));
+            drained += transport_.read_some(asio::buffer(sink), ec);
+            if (ec == asio::error::would_block || ec == asio::error::try_again)
+                co_await transport_.async_wait_readable(asio::redirect_error(asio::use_awaitable, ec));
         }
     }
 
@@ -305,16 +328,18 @@ private:
                 auto now = !started ? phase::idle : parser_.head_complete() ? phase::body : phase::head;
                 if (now != phase) {
                     phase = now;
-                    phase_deadline = clock::now() + (now == phase::idle   ? options_.idle_timeout
-                                                     : now == phase::body ? options_.body_timeout
-                                                                          : options_.header_timeout);
+                    set_deadline(now == phase::idle   ? options_.idle_timeout
+                                 : now == phase::body ? options_.body_timeout
+                                                      : options_.header_timeout);
+                    phase_deadline = deadline_;
+                } else {
+                    set_deadline_at(phase_deadline); // again after a flush, which sets the write deadline
                 }
-                set_deadline_at(phase_deadline); // again after a flush, which sets the write deadline
                 timed_out_ = false;
                 bool ok = co_await read_more(idle_);
                 idle_ = false;
                 if (!ok) {
-                    if (timed_out_ && end_ > begin_ && socket_.is_open())
+                    if (timed_out_ && end_ > begin_ && transport_.is_open())
                         co_await answer_error(status::request_timeout, "request timeout");
                     co_return;
                 }
@@ -325,6 +350,7 @@ private:
             }
             handling_ = true; // a handler may take its time; writes set their own deadline
             message_.remote_ = remote_;
+            message_.secure_ = transport_.is_secure();
             bool keep_alive = message_.keep_alive();
             bool head = message_.method() == "HEAD";
             std::size_t consumed = result.consumed;
@@ -452,8 +478,9 @@ private:
         if (!co_await flush()) co_return;
         std::string leftover(buffered().substr(consumed));
         release_buffers(); // a stream or session may live for hours: keep only what it uses
-        upgraded_connection link(socket_, std::move(leftover));
-        upgraded_ = &link; // the protocol keeps its own timeouts; the watchdog stays asleep (handling_)
+        expiry_.cancel(); // the protocol keeps its own timeouts
+        upgraded_connection link(transport_, std::move(leftover));
+        upgraded_ = &link;
         // A shutdown that began while the head was being written must still reach the session.
         if (shutting_down_) link.begin_shutdown();
         auto started = clock::now();
@@ -485,8 +512,9 @@ private:
         message_ = http_request(); // its views pointed into buffer_
     }
 
-    asio::ip::tcp::socket socket_;
-    asio::steady_timer timer_;
+    weir::transport transport_;
+    deadline_sweep& deadlines_;
+    deadline expiry_{&connection::on_expiry, this};
     App& app_;
     const server_options& options_;
     request_parser parser_;
@@ -495,8 +523,7 @@ private:
     std::string buffer_;
     std::size_t begin_ = 0, end_ = 0;
     std::string out_;
-    clock::time_point deadline_ = clock::now() + std::chrono::hours(1);
-    clock::time_point armed_ = clock::time_point::max(); // what the watchdog's timer waits for
+    clock::time_point deadline_{};
     bool handling_ = false;
     upgraded_connection* upgraded_ = nullptr;
     bool idle_ = false;

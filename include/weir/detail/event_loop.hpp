@@ -127,8 +127,9 @@ private:
 
     void cancel(deadline& d) noexcept {
         d.list_->unlink(d);
-        // With nothing armed, the timer stops too: a loop whose streams have all ended can run out of work.
         if (--size_ == 0 && waiting_) {
+            // Nothing left to wait for: a pending wake-up would keep the loop's run() from returning (a server
+            // that shuts down would wait for its last idle timeout).
             waiting_ = false;
             timer_.cancel();
         }

@@ -38,6 +38,8 @@ public:
     std::string_view body() const noexcept { return body_; }
     /// The peer's address.
     const asio::ip::tcp::endpoint& remote_endpoint() const noexcept { return remote_; }
+    /// True when the request arrived over an encrypted transport (TLS).
+    bool is_secure() const noexcept { return secure_; }
     /// Every header field in the order received.
     const std::vector<request_field>& fields() const noexcept { return fields_; }
 
@@ -100,6 +102,7 @@ public:
     unsigned version_ = 11;
     std::vector<request_field> fields_;
     asio::ip::tcp::endpoint remote_;
+    bool secure_ = false;
 
 private:
     static int hex(char c) noexcept {
@@ -134,6 +137,7 @@ public:
     std::string_view body() const noexcept { return message_->body(); }
     unsigned version() const noexcept { return message_->version(); }
     const asio::ip::tcp::endpoint& remote_endpoint() const noexcept { return message_->remote_endpoint(); }
+    bool is_secure() const noexcept { return message_->is_secure(); }
     std::optional<std::string_view> header(std::string_view name) const noexcept {
         return message_->header(name);
     }

@@ -62,9 +62,9 @@ class sse;
 
 namespace detail {
 
-// What a stream writes to. Switching to `weir::transport` (once `upgraded_connection::transport()` exists) is
-// this alias and the one line in `sse::run` that takes it from the connection.
-using sse_transport = asio::ip::tcp::socket;
+// What a stream writes to: the connection's transport (the socket overloads below serve tests and tools that
+// drive a channel over a bare socket).
+using sse_transport = transport;
 
 inline void sse_prepare(asio::ip::tcp::socket& s) {
     asio::error_code ec;
@@ -457,7 +457,7 @@ public:
     // this coroutine only waits for the client to send something or leave, which is the stream's one pending
     // wait while it is idle. A producer runs as a coroutine of its own, cancelled when the stream ends.
     asio::awaitable<void> run(upgraded_connection& connection) {
-        detail::sse_transport& stream = connection.socket(); // becomes connection.transport()
+        detail::sse_transport& stream = connection.transport();
         auto channel = std::make_shared<detail::sse_channel>(stream, options_, &connection);
         connection.on_shutdown([weak = std::weak_ptr<detail::sse_channel>(channel)] {
             if (auto c = weak.lock()) c->finish();

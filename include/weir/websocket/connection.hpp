@@ -232,6 +232,7 @@ private:
     };
 
     static constexpr std::size_t read_chunk = 8 * 1024;         // what one read asks for between frames
+    static constexpr unsigned max_reads_without_wait = 16;      // then others on this loop get a turn
     static constexpr std::size_t direct_threshold = 4 * 1024;   // payload left that is read straight in
     static constexpr std::size_t direct_limit = 1024 * 1024;    // at most per direct read
     static constexpr std::size_t batch_limit = 32;              // frames per write (64 iovecs)
@@ -355,12 +356,14 @@ private:
 
     // One read from a socket in non-blocking mode: try, and wait for readability only when nothing is there.
     asio::awaitable<std::size_t> read_some(char* dst, std::size_t size, asio::error_code& ec) {
+        co_await yield_if_busy();
         for (;;) {
             std::size_t n = socket_.read_some(asio::buffer(dst, size), ec);
             if (ec != asio::error::would_block && ec != asio::error::try_again) {
                 if (!ec) heard();
                 co_return n;
             }
+            reads_without_wait_ = 0;
             co_await socket_.async_wait(asio::ip::tcp::socket::wait_read, asio::redirect_error(asio::use_awaitable, ec));
             if (ec) co_return 0;
         }
@@ -368,6 +371,7 @@ private:
 
     // Reads into the frame buffer, which exists only while bytes flow: an idle session holds none.
     asio::awaitable<std::size_t> read_into_buffer(asio::error_code& ec) {
+        co_await yield_if_busy();
         for (;;) {
             if (!in_) {
                 in_capacity_ = read_chunk;
@@ -379,9 +383,19 @@ private:
                 co_return n;
             }
             in_.reset();
+            reads_without_wait_ = 0;
             co_await socket_.async_wait(asio::ip::tcp::socket::wait_read, asio::redirect_error(asio::use_awaitable, ec));
             if (ec) co_return 0;
         }
+    }
+
+    // A peer that keeps the socket readable (a ping flood) would let non-blocking reads run on without ever
+    // returning to the event loop, starving every other connection on this thread: after a run of reads
+    // that found bytes at once, go to the back of the loop's queue.
+    asio::awaitable<void> yield_if_busy() {
+        if (++reads_without_wait_ < max_reads_without_wait) co_return;
+        reads_without_wait_ = 0;
+        co_await asio::post(socket_.get_executor(), asio::use_awaitable);
     }
 
     void heard() noexcept { last_heard_ = clock::now(); }
@@ -751,6 +765,7 @@ private:
     detail::ws_frame_reader reader_;
     std::unique_ptr<char[]> in_;
     std::size_t in_capacity_ = 0, in_pos_ = 0, in_end_ = 0;
+    unsigned reads_without_wait_ = 0;
     std::size_t direct_window_ = direct_threshold * 4;
     std::deque<websocket_message> inbox_;
     std::size_t inbox_bytes_ = 0;
