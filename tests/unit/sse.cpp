@@ -75,7 +75,7 @@ struct fake_request {
     std::optional<std::string> query_param(std::string_view) const { return std::nullopt; }
 };
 
-// What the connection does after committing: run the session on its socket (both owned by this frame).
+// What the connection does after committing: run the session on its transport (both owned by this frame).
 asio::awaitable<void> run_session(asio::ip::tcp::socket socket, weir::pending<weir::sse> p) {
     weir::transport transport(std::move(socket));
     weir::upgraded_connection link(transport, "");
@@ -138,4 +138,46 @@ TEST_CASE("a hub publishing from another thread while event loops with subscribe
     weir::sse_event e;
     e.data = "after every loop is gone";
     CHECK(hub.publish(e) == published.load() + 1); // harmless: reaches no one
+}
+
+TEST_CASE("idle hub subscribers hold one entry each in the loop's deadline sweep and get an event in one pass") {
+    weir::sse_options stream;
+    stream.heartbeat = std::chrono::milliseconds(60'000);
+    weir::sse_hub hub(weir::sse_hub_options{.stream = stream});
+    asio::io_context io(1);
+    asio::ip::tcp::acceptor acceptor(io, {asio::ip::address_v4::loopback(), 0});
+    auto& sweep = weir::detail::event_loop::of(io).deadlines();
+    std::size_t before = sweep.size();
+    std::vector<asio::ip::tcp::socket> clients;
+    for (int i = 0; i < 3; ++i) {
+        asio::ip::tcp::socket client(io);
+        client.connect(acceptor.local_endpoint());
+        asio::co_spawn(io, run_session(acceptor.accept(), hub.subscribe(fake_request{})), asio::detached);
+        clients.push_back(std::move(client));
+    }
+    for (int wait = 0; wait < 5000 && hub.subscriber_count() < 3; ++wait) io.run_for(std::chrono::milliseconds(1));
+    REQUIRE(hub.subscriber_count() == 3);
+    CHECK(sweep.size() == before + 3); // a heartbeat each, and no timer of their own
+
+    weir::sse_event e;
+    e.data = "hello";
+    hub.publish(e);
+    // One delivery task for the loop writes to all three at once: a single handler run is enough.
+    io.restart();
+    for (int i = 0; i < 100 && io.poll_one() == 0; ++i) std::this_thread::sleep_for(std::chrono::milliseconds(1));
+    for (auto& c : clients) {
+        std::string got(64, '\0');
+        c.non_blocking(true);
+        asio::error_code ec;
+        std::size_t n = c.read_some(asio::buffer(got), ec);
+        CHECK(!ec);
+        CHECK(std::string_view(got.data(), n) == "id: 1\ndata: hello\n\n");
+    }
+    CHECK(sweep.size() == before + 3);
+
+    for (auto& c : clients) c.close();
+    io.restart();
+    for (int wait = 0; wait < 5000 && hub.subscriber_count() > 0; ++wait) io.run_for(std::chrono::milliseconds(1));
+    CHECK(hub.subscriber_count() == 0);
+    CHECK(sweep.size() == before);
 }

@@ -10,6 +10,7 @@
 #include <deque>
 #include <memory>
 #include <mutex>
+#include <optional>
 #include <string>
 #include <utility>
 #include <vector>
@@ -65,12 +66,13 @@ public:
         return id;
     }
 
-    /// Answers a request with a stream subscribed to this hub.
+    /// Answers a request with a stream subscribed to this hub. The stream has no producer coroutine: the hub
+    /// writes to it, on its loop, when events are published.
     template <class Request>
     pending<sse> subscribe(const Request& req) {
-        return pending<sse>(sse(
-            [st = state_](sse_stream& out) -> asio::awaitable<void> { co_await run_subscriber(st, out); },
-            last_event_id(req), state_->options.stream));
+        return pending<sse>(sse(sse_subscription([st = state_](const std::shared_ptr<detail::sse_channel>& c,
+                                                               const std::string& last) { attach(st, c, last); }),
+                                last_event_id(req), state_->options.stream));
     }
 
     /// The number of subscribers currently connected.
@@ -120,32 +122,83 @@ private:
         }
     };
 
-    // A subscriber's registration, held by its coroutine: it leaves the hub (under the mutex) however the
-    // coroutine ends, including when its event loop is destroyed with the coroutine suspended.
-    struct membership {
-        std::shared_ptr<state> st;
-        std::shared_ptr<group> g;
-        std::shared_ptr<subscriber> sub;
+    // A subscriber's registration, owned by its stream's channel: it leaves the hub (under the mutex) when the
+    // stream ends, including when its event loop is destroyed with the stream open. While it replays, it
+    // walks the hub's buffer from the client's last id, one event at a time, each queued only when the stream
+    // has room, so a replay of any length is paced by the client and never trips the slow-consumer policy.
+    // (It runs on the loop that delivers live events, so nothing interleaves.)
+    class subscription final : public detail::sse_attachment {
+    public:
+        subscription(std::shared_ptr<state> s, detail::sse_channel& c, std::optional<std::uint64_t> resume_after)
+            : st_(std::move(s)), channel_(c), cursor_(resume_after.value_or(0)), replaying_(resume_after.has_value()) {
+            auto ex = c.get_executor();
+            auto sub = std::make_shared<subscriber>(subscriber{c.weak_from_this()});
+            std::lock_guard lock(st_->mutex);
+            if (!replaying_) sub->live_after = st_->last_id;
+            auto it = std::find_if(st_->groups.begin(), st_->groups.end(), [&](auto& x) { return x->executor == ex; });
+            if (it == st_->groups.end())
+                it = st_->groups.insert(st_->groups.end(), std::make_shared<group>(group{ex, {}, {}, false}));
+            g_ = *it;
+            g_->subscribers.push_back(sub);
+            sub_ = std::move(sub);
+        }
+        subscription(const subscription&) = delete;
+        subscription& operator=(const subscription&) = delete;
+        ~subscription() override {
+            std::lock_guard lock(st_->mutex);
+            std::erase(g_->subscribers, sub_);
+            if (g_->subscribers.empty()) std::erase(st_->groups, g_);
+        }
 
-        membership(std::shared_ptr<state> s, const asio::any_io_executor& ex, std::weak_ptr<detail::sse_channel> c)
-            : st(std::move(s)), sub(std::make_shared<subscriber>(subscriber{std::move(c)})) {
-            std::lock_guard lock(st->mutex);
-            auto it = std::find_if(st->groups.begin(), st->groups.end(), [&](auto& x) { return x->executor == ex; });
-            if (it == st->groups.end())
-                it = st->groups.insert(st->groups.end(), std::make_shared<group>(group{ex, {}, {}, false}));
-            g = *it;
-            g->subscribers.push_back(sub);
+        void on_room() override { replay(); }
+
+        void replay() {
+            while (replaying_ && channel_.is_open()) {
+                std::shared_ptr<const std::string> next;
+                {
+                    std::lock_guard lock(st_->mutex);
+                    if (const buffered* b = st_->replay_after(cursor_)) {
+                        if (!channel_.fits(b->bytes->size())) return; // on_room() goes on
+                        next = b->bytes;
+                        cursor_ = b->id;
+                    } else if (channel_.half_empty()) {
+                        // Caught up with room to spare, so the first live burst does not find the queue full of
+                        // replay: live events from here on.
+                        sub_->live_after = st_->last_id;
+                        replaying_ = false;
+                        return;
+                    } else {
+                        return; // on_room() goes on
+                    }
+                }
+                channel_.push(std::move(next));
+            }
         }
-        membership(const membership&) = delete;
-        membership& operator=(const membership&) = delete;
-        ~membership() {
-            std::lock_guard lock(st->mutex);
-            std::erase(g->subscribers, sub);
-            if (g->subscribers.empty()) std::erase(st->groups, g);
-        }
+
+    private:
+        std::shared_ptr<state> st_;
+        detail::sse_channel& channel_; // owns this
+        std::shared_ptr<group> g_;
+        std::shared_ptr<subscriber> sub_;
+        std::uint64_t cursor_;
+        bool replaying_;
     };
 
-    // Runs on the group's loop: delivers what waits, in order, to the subscribers that are live.
+    // Runs on the stream's loop when it starts.
+    static void attach(const std::shared_ptr<state>& st, const std::shared_ptr<detail::sse_channel>& c,
+                       const std::string& last) {
+        std::optional<std::uint64_t> resume;
+        std::uint64_t cursor = 0;
+        auto [end, err] = std::from_chars(last.data(), last.data() + last.size(), cursor);
+        if (!last.empty() && err == std::errc() && end == last.data() + last.size()) resume = cursor;
+        auto sub = std::make_unique<subscription>(st, *c, resume);
+        auto& s = *sub;
+        c->attach(std::move(sub));
+        s.replay();
+    }
+
+    // Runs on the group's loop: delivers what waits, in order, to the subscribers that are live, each with one
+    // gathering write for the whole batch.
     static void deliver(state& st, group& g) {
         std::vector<buffered> events;
         std::vector<std::shared_ptr<subscriber>> subscribers;
@@ -156,45 +209,12 @@ private:
             g.scheduled = false;
         }
         for (auto& sub : subscribers)
-            if (auto c = sub->channel.lock())
+            if (auto c = sub->channel.lock()) {
+                bool queued = false;
                 for (auto& e : events)
-                    if (e.id > sub->live_after) c->push(e.bytes);
-    }
-
-    static asio::awaitable<void> run_subscriber(std::shared_ptr<state> st, sse_stream& out) {
-        std::uint64_t cursor = 0;
-        const auto& last = out.last_event_id();
-        auto [end, err] = std::from_chars(last.data(), last.data() + last.size(), cursor);
-        bool resume = !last.empty() && err == std::errc() && end == last.data() + last.size();
-        membership member(st, out.get_executor(), out.channel());
-        auto& channel = *out.channel();
-        // Replay: walk the hub's buffer from the client's last id, one event at a time, each sent only when
-        // the stream has room, so a replay of any length is paced by the client and never trips the
-        // slow-consumer policy. (Runs on the loop that delivers live events, so nothing interleaves.)
-        for (;;) {
-            std::shared_ptr<const std::string> next;
-            {
-                std::lock_guard lock(st->mutex);
-                if (const buffered* b = resume ? st->replay_after(cursor) : nullptr) {
-                    next = b->bytes;
-                    cursor = b->id;
-                } else if (!resume || channel.half_empty()) {
-                    member.sub->live_after = st->last_id; // caught up: live events from here on
-                    break;
-                }
+                    if (e.id > sub->live_after && c->push(e.bytes, false)) queued = true;
+                if (queued) c->flush();
             }
-            if (next) {
-                if (!co_await out.send_encoded(std::move(next))) co_return;
-            } else {
-                // Go live with room to spare, so the first live burst does not find the queue full of replay.
-                co_await channel.wait_for_half_empty();
-                if (!channel.is_open()) co_return;
-            }
-        }
-        // Stay subscribed until the client leaves (this wait is cancelled then) or the stream ends.
-        asio::steady_timer forever(out.get_executor(), asio::steady_timer::time_point::max());
-        asio::error_code ec;
-        co_await forever.async_wait(asio::redirect_error(asio::use_awaitable, ec));
     }
 
     std::shared_ptr<state> state_;

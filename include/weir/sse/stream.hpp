@@ -3,24 +3,30 @@
 #include <weir/http/request.hpp>
 #include <weir/reply.hpp>
 #include <weir/sse/event.hpp>
+#include <weir/transport.hpp>
 #include <weir/upgrade.hpp>
+#include <weir/detail/event_loop.hpp>
 
 #include <asio/awaitable.hpp>
 #include <asio/co_spawn.hpp>
-#include <asio/experimental/awaitable_operators.hpp>
+#include <asio/bind_cancellation_slot.hpp>
+#include <asio/cancellation_signal.hpp>
+#include <asio/io_context.hpp>
 #include <asio/ip/tcp.hpp>
 #include <asio/redirect_error.hpp>
 #include <asio/steady_timer.hpp>
 #include <asio/use_awaitable.hpp>
-#include <asio/write.hpp>
 
+#include <algorithm>
+#include <array>
 #include <chrono>
 #include <cstddef>
 #include <cstdint>
-#include <deque>
+#include <exception>
 #include <functional>
-#include <optional>
 #include <memory>
+#include <optional>
+#include <span>
 #include <string>
 #include <utility>
 #include <vector>
@@ -52,24 +58,98 @@ struct sse_options {
     std::optional<unsigned> retry{};
 };
 
+class sse;
+
 namespace detail {
 
-// The writing side of one event stream: a queue of encoded events bounded in events and in bytes, drained by
-// one writer under a write deadline, a reader that notices the client going away, and heartbeats. Lives on
-// the connection's executor. Once run() has returned, every call is a no-op that never touches the socket.
+// What a stream writes to: the connection's transport (the socket overloads below serve tests and tools that
+// drive a channel over a bare socket).
+using sse_transport = transport;
+
+inline void sse_prepare(asio::ip::tcp::socket& s) {
+    asio::error_code ec;
+    s.non_blocking(true, ec); // writes and reads below never block: they say would_block instead
+}
+inline void sse_prepare(transport&) {} // already non-blocking
+
+template <class Buffers>
+std::size_t sse_write_some(asio::ip::tcp::socket& s, const Buffers& b, asio::error_code& ec) {
+    std::size_t n = s.write_some(b, ec);
+    if (ec == asio::error::try_again) ec = asio::error::would_block;
+    return n;
+}
+template <class Buffers>
+std::size_t sse_write_some(transport& t, const Buffers& b, asio::error_code& ec) {
+    return t.write_some(b, ec);
+}
+inline std::size_t sse_read_some(asio::ip::tcp::socket& s, asio::mutable_buffer b, asio::error_code& ec) {
+    std::size_t n = s.read_some(b, ec);
+    if (ec == asio::error::try_again) ec = asio::error::would_block;
+    return n;
+}
+inline std::size_t sse_read_some(transport& t, asio::mutable_buffer b, asio::error_code& ec) {
+    return t.read_some(b, ec);
+}
+template <class Token>
+auto sse_wait_readable(asio::ip::tcp::socket& s, Token&& token) {
+    return s.async_wait(asio::socket_base::wait_read, std::forward<Token>(token));
+}
+template <class Token>
+auto sse_wait_readable(transport& t, Token&& token) {
+    return t.async_wait_readable(std::forward<Token>(token));
+}
+template <class Token>
+auto sse_wait_writable(asio::ip::tcp::socket& s, Token&& token) {
+    return s.async_wait(asio::socket_base::wait_write, std::forward<Token>(token));
+}
+template <class Token>
+auto sse_wait_writable(transport& t, Token&& token) {
+    return t.async_wait_writable(std::forward<Token>(token));
+}
+inline void sse_cancel(asio::ip::tcp::socket& s) {
+    asio::error_code ec;
+    s.cancel(ec);
+}
+inline void sse_cancel(transport& t) { t.cancel(); }
+inline void sse_shutdown_send(asio::ip::tcp::socket& s) {
+    asio::error_code ec;
+    s.shutdown(asio::socket_base::shutdown_send, ec);
+}
+inline void sse_shutdown_send(transport& t) { t.shutdown_send(); }
+
+inline asio::io_context& io_context_of(const asio::any_io_executor& ex) {
+    return static_cast<asio::io_context&>(asio::query(ex, asio::execution::context));
+}
+
+class sse_channel;
+
+// Something a channel owns and tells when its queue has drained some (a hub's subscription, which replays
+// from the hub's buffer as the client reads). Released, on the channel's loop, when the stream ends.
+class sse_attachment {
+public:
+    virtual ~sse_attachment() = default;
+    virtual void on_room() = 0;
+};
+
+// The writing side of one event stream, driven by callbacks on the connection's loop: bytes are written at
+// once with a non-blocking gathering write, and the channel waits for writability only while the socket is
+// full. The queue is bounded in events and in bytes. Heartbeats and the write deadline are one intrusive entry
+// in the loop's deadline sweep, not a timer per stream. Once the stream has ended (detach()), every call is a
+// no-op that never touches the socket.
 class sse_channel : public std::enable_shared_from_this<sse_channel> {
 public:
     using bytes = std::shared_ptr<const std::string>;
 
-    sse_channel(asio::ip::tcp::socket& socket, sse_options options, upgraded_connection* counter = nullptr)
-        : counter_(counter), socket_(&socket), options_(options), wake_(socket.get_executor()),
-          room_(socket.get_executor()) {
-        wake_.expires_at(asio::steady_timer::time_point::max());
-        room_.expires_at(asio::steady_timer::time_point::max());
+    sse_channel(sse_transport& stream, sse_options options, upgraded_connection* counter = nullptr)
+        : counter_(counter), stream_(&stream), io_(&io_context_of(stream.get_executor())), options_(options),
+          sweep_(&event_loop::of(*io_).deadlines()), deadline_(&on_deadline, this) {
+        sse_prepare(stream);
     }
+    sse_channel(const sse_channel&) = delete;
+    sse_channel& operator=(const sse_channel&) = delete;
 
     bool is_open() const noexcept { return !closed_; }
-    asio::any_io_executor get_executor() { return wake_.get_executor(); } // the socket's, usable after run()
+    asio::any_io_executor get_executor() const { return io_->get_executor(); } // the connection's loop
     bool full() const noexcept { return !fits(1); }
     std::size_t bytes_written() const noexcept { return written_; }
     /// Bytes queued or being written.
@@ -77,37 +157,90 @@ public:
 
     // Whether n more bytes fit: the event count and the byte budget (an event alone always fits).
     bool fits(std::size_t n) const noexcept {
-        return queue_.size() < options_.queue_capacity &&
+        return queued() < options_.queue_capacity &&
                (pending_bytes_ == 0 || pending_bytes_ + n <= options_.queue_bytes);
     }
 
-    // Queues encoded bytes, applying the slow-consumer policy when they do not fit. False once the stream
+    // At most half the queue's bounds are used.
+    bool half_empty() const noexcept {
+        return queued() <= options_.queue_capacity / 2 && pending_bytes_ <= options_.queue_bytes / 2;
+    }
+
+    // Queues encoded bytes, applying the slow-consumer policy when they do not fit, and writes what the socket
+    // takes now unless `write_now` is false (the caller queues more, then calls flush()). False once the stream
     // is closed (or closed by the policy).
-    bool push(bytes b) {
+    bool push(bytes b, bool write_now = true) {
         if (closed_ || ending_) return false;
         if (!fits(b->size())) {
             if (options_.on_full == slow_consumer_policy::disconnect) {
                 abort();
                 return false;
             }
-            // What is being written cannot be dropped: past it, the new event goes alone.
-            while (!queue_.empty() && !fits(b->size())) {
-                pending_bytes_ -= queue_.front()->size();
-                queue_.pop_front();
+            // What is partly written cannot be dropped: past it, the new event goes alone.
+            std::size_t keep = offset_ > 0 ? 1 : 0;
+            while (queued() > keep && !fits(b->size())) {
+                pending_bytes_ -= queue_[head_ + keep]->size();
+                if (keep) queue_[head_ + 1] = std::move(queue_[head_]); // the partly written one moves up
+                queue_[head_++].reset();
             }
+            compact();
         }
-        enqueue(std::move(b));
-        return true;
+        pending_bytes_ += b->size();
+        queue_.push_back(std::move(b));
+        if (write_now) flush();
+        return !closed_;
+    }
+
+    // Writes what the socket takes now; waits for writability (callback) only if it is full.
+    void flush() {
+        if (closed_ || !stream_ || waiting_writable_) return;
+        bool freed = false;
+        while (queued() > 0) {
+            std::array<asio::const_buffer, 64> buffers;
+            std::size_t count = 0;
+            for (std::size_t i = head_; i < queue_.size() && count < buffers.size(); ++i)
+                buffers[count++] = asio::buffer(*queue_[i]) + (i == head_ ? offset_ : 0);
+            asio::error_code ec;
+            std::size_t n = sse_write_some(*stream_, std::span<const asio::const_buffer>(buffers.data(), count), ec);
+            if (ec == asio::error::would_block || (!ec && n == 0)) break;
+            if (ec) { // the client is gone
+                abort();
+                return;
+            }
+            consume(n);
+            freed = true;
+        }
+        if (queued() == 0) {
+            queue_.clear();
+            head_ = offset_ = 0;
+            writing_late_ = false;
+            if (ending_) {
+                abort(); // finished: everything was written
+                return;
+            }
+            arm_heartbeat();
+        } else {
+            // The socket is full: the write deadline runs until what is queued now has been written.
+            if (!writing_late_ || owed_ == 0) {
+                writing_late_ = true;
+                owed_ = pending_bytes_;
+                if (options_.write_timeout.count() > 0) deadline_.arm(*sweep_, options_.write_timeout);
+                else deadline_.cancel();
+            }
+            waiting_writable_ = true;
+            sse_wait_writable(*stream_, [self = shared_from_this()](const asio::error_code& ec) {
+                self->waiting_writable_ = false;
+                if (ec || self->closed_) return;
+                self->flush();
+                if (self->attachment_ && !self->closed_) self->attachment_->on_room();
+            });
+        }
+        if (freed) wake_room();
     }
 
     // Waits until n bytes fit or the stream closed.
     asio::awaitable<void> wait_for_room(std::size_t n = 1) {
         while (!closed_ && !fits(n)) co_await wait_room();
-    }
-
-    // At most half the queue's bounds are used.
-    bool half_empty() const noexcept {
-        return queue_.size() <= options_.queue_capacity / 2 && pending_bytes_ <= options_.queue_bytes / 2;
     }
 
     // Waits until at most half the queue's bounds are used, or the stream closed.
@@ -117,102 +250,100 @@ public:
 
     // Ends the stream once what is queued has been written.
     void finish() {
+        if (closed_ || ending_) return;
         ending_ = true;
-        if (!writing_) wake_.cancel(); // while writing, wake_ is the write's deadline
+        if (queued() == 0 && !waiting_writable_) abort();
     }
 
-    // Ends the stream now.
+    // Ends the stream now: the session's wait for the client ends, and a producer is cancelled at its next wait.
     void abort() {
+        if (closed_) return;
         closed_ = true;
-        asio::error_code ec;
-        if (socket_) socket_->cancel(ec);
-        wake_.cancel();
-        room_.cancel();
+        deadline_.cancel();
+        if (stream_) sse_cancel(*stream_);
+        wake_room();
+        if (producer_running_) producer_cancel_.emit(asio::cancellation_type::terminal);
     }
 
-    // Writes until finished, aborted, or the client goes away.
-    asio::awaitable<void> run() {
-        using namespace asio::experimental::awaitable_operators;
-        co_await (write_loop() || watch_client());
-        closed_ = true;
-        socket_ = nullptr; // the connection closes it next: nothing here may touch it again
-        room_.cancel();
-        wake_.cancel();
+    // Hands the channel something to own until the stream ends; it hears of room in the queue.
+    void attach(std::unique_ptr<sse_attachment> a) { attachment_ = std::move(a); }
+
+    // Called once the session is over: the connection closes the socket next, so nothing here may touch it
+    // again, and an attachment (a hub's subscription) is released now.
+    void detach() {
+        abort();
+        stream_ = nullptr;
+        counter_ = nullptr;
+        queue_.clear();
+        head_ = offset_ = 0;
+        pending_bytes_ = 0;
+        attachment_.reset();
     }
 
 private:
-    void enqueue(bytes b) {
-        pending_bytes_ += b->size();
-        queue_.push_back(std::move(b));
-        if (!writing_) wake_.cancel(); // while writing, wake_ is the write's deadline
+    friend class weir::sse;
+
+    std::size_t queued() const noexcept { return queue_.size() - head_; }
+
+    void consume(std::size_t n) {
+        written_ += n;
+        if (counter_) counter_->count_written(n);
+        owed_ -= std::min(owed_, n);
+        while (n > 0) {
+            std::size_t left = queue_[head_]->size() - offset_;
+            if (n < left) {
+                offset_ += n;
+                pending_bytes_ -= n;
+                return;
+            }
+            n -= left;
+            pending_bytes_ -= left;
+            queue_[head_++].reset();
+            offset_ = 0;
+        }
+        compact();
+    }
+
+    void compact() {
+        if (head_ > 32 && head_ * 2 > queue_.size()) {
+            queue_.erase(queue_.begin(), queue_.begin() + static_cast<std::ptrdiff_t>(head_));
+            head_ = 0;
+        }
+    }
+
+    void arm_heartbeat() {
+        if (options_.heartbeat.count() > 0) deadline_.arm(*sweep_, options_.heartbeat);
+        else deadline_.cancel();
+    }
+
+    // The loop's sweep found the deadline passed: a write that took too long closes the stream (the client
+    // stopped reading); a quiet stream sends a heartbeat.
+    static void on_deadline(void* context) {
+        auto& self = *static_cast<sse_channel*>(context);
+        if (self.closed_) return;
+        if (self.writing_late_) self.abort();
+        else if (self.queued() == 0 && !self.ending_) self.push(heartbeat());
     }
 
     asio::awaitable<void> wait_room() {
+        if (!room_) room_.emplace(*io_, asio::steady_timer::time_point::max());
         asio::error_code ec;
-        co_await room_.async_wait(asio::redirect_error(asio::use_awaitable, ec));
-        room_.expires_at(asio::steady_timer::time_point::max());
+        co_await room_->async_wait(asio::redirect_error(asio::use_awaitable, ec));
     }
 
-    asio::awaitable<void> write_loop() {
-        auto self = shared_from_this();
-        std::vector<asio::const_buffer> buffers;
-        std::vector<bytes> writing;
-        while (!closed_) {
-            if (queue_.empty()) {
-                if (ending_) co_return;
-                asio::error_code ec;
-                if (options_.heartbeat.count() > 0) wake_.expires_after(options_.heartbeat);
-                else wake_.expires_at(asio::steady_timer::time_point::max());
-                co_await wake_.async_wait(asio::redirect_error(asio::use_awaitable, ec));
-                if (!ec && queue_.empty() && !ending_ && !closed_) enqueue(heartbeat());
-                continue;
-            }
-            writing.assign(std::make_move_iterator(queue_.begin()), std::make_move_iterator(queue_.end()));
-            queue_.clear();
-            room_.cancel();
-            buffers.clear();
-            std::size_t batch = 0;
-            for (auto& b : writing) {
-                buffers.emplace_back(asio::buffer(*b));
-                batch += b->size();
-            }
-            writing_ = true;
-            arm_deadline();
-            asio::error_code ec;
-            std::size_t n =
-                co_await asio::async_write(*socket_, buffers, asio::redirect_error(asio::use_awaitable, ec));
-            writing_ = false;
-            ++write_generation_; // a deadline that fires from here on is stale (the heartbeat wait cancels it)
-            written_ += n;
-            if (counter_) counter_->count_written(n);
-            pending_bytes_ -= batch;
-            writing.clear();
-            room_.cancel();
-            if (ec) co_return;
+    void wake_room() {
+        if (room_) room_->cancel();
+    }
+
+    void producer_ended(std::exception_ptr e) {
+        producer_running_ = false;
+        if (e && !closed_) {
+            error_ = e; // the producer failed on its own: the session reports it
+            abort();
+        } else if (!e) {
+            finish();
         }
-    }
-
-    // A write that does not finish in time closes the stream (the client stopped reading). The heartbeat
-    // timer keeps the deadline: the writer waits for nothing else while it writes, and one timer less per
-    // stream matters when a server holds many idle ones.
-    void arm_deadline() {
-        if (options_.write_timeout.count() <= 0) return;
-        wake_.expires_after(options_.write_timeout);
-        wake_.async_wait([weak = weak_from_this(), generation = write_generation_](const asio::error_code& ec) {
-            if (ec) return;
-            if (auto self = weak.lock(); self && self->write_generation_ == generation && !self->closed_)
-                self->abort();
-        });
-    }
-
-    // Clients send nothing on an event stream; a read completes only when the client closes or resets.
-    asio::awaitable<void> watch_client() {
-        char sink[512];
-        for (;;) {
-            asio::error_code ec;
-            co_await socket_->async_read_some(asio::buffer(sink), asio::redirect_error(asio::use_awaitable, ec));
-            if (ec) co_return;
-        }
+        if (ended_) ended_->cancel();
     }
 
     static bytes heartbeat() {
@@ -221,15 +352,25 @@ private:
     }
 
     upgraded_connection* counter_;
-    asio::ip::tcp::socket* socket_;
+    sse_transport* stream_;
+    asio::io_context* io_;
     sse_options options_;
-    asio::steady_timer wake_;
-    asio::steady_timer room_;
-    std::deque<bytes> queue_;
-    std::size_t pending_bytes_ = 0; // queued or being written
+    deadline_sweep* sweep_;
+    deadline deadline_; // the heartbeat while the queue is empty, the write deadline while the socket is full
+    std::vector<bytes> queue_; // [head_, end) waits; the event at head_ is written from offset_
+    std::size_t head_ = 0;
+    std::size_t offset_ = 0;
+    std::size_t pending_bytes_ = 0; // queued, less what of the first is written
+    std::size_t owed_ = 0;          // bytes to write before the write deadline is re-armed
     std::size_t written_ = 0;
-    std::uint64_t write_generation_ = 0;
-    bool writing_ = false;
+    std::unique_ptr<sse_attachment> attachment_;
+    std::optional<asio::steady_timer> room_;   // only for producers that wait for room
+    asio::steady_timer* ended_ = nullptr;      // the session waiting for its producer to end
+    asio::cancellation_signal producer_cancel_;
+    std::exception_ptr error_;
+    bool waiting_writable_ = false;
+    bool writing_late_ = false; // the socket was full: the deadline is the write deadline
+    bool producer_running_ = false;
     bool ending_ = false;
     bool closed_ = false;
 };
@@ -282,6 +423,10 @@ private:
 /// The producer of an event stream: a coroutine that sends events until it is done or the client leaves.
 using sse_producer = std::function<asio::awaitable<void>(sse_stream&)>;
 
+/// What a publisher (a hub) does with a stream it feeds: given the stream's channel and the client's
+/// Last-Event-ID, on the stream's loop, it keeps what it needs (the channel owns what it attaches).
+using sse_subscription = std::function<void(const std::shared_ptr<detail::sse_channel>&, const std::string&)>;
+
 /// The Server-Sent Events protocol, as a pending upgrade: `weir::pending<weir::sse>`. The final stage writes
 /// the head (every stage's headers plus Content-Type: text/event-stream, Cache-Control: no-store,
 /// X-Accel-Buffering: no) and runs the producer. The body ends when the connection closes, so no
@@ -295,6 +440,10 @@ public:
     sse(sse_producer producer, std::string last_event_id, sse_options options = {})
         : producer_(std::move(producer)), last_event_id_(std::move(last_event_id)), options_(options) {}
 
+    /// A stream with no producer: `subscription` hands its channel to a publisher that writes to it.
+    sse(sse_subscription subscription, std::string last_event_id, sse_options options = {})
+        : subscription_(std::move(subscription)), last_event_id_(std::move(last_event_id)), options_(options) {}
+
     void prepare_head(weir::headers& h) {
         h.set("Content-Type", "text/event-stream; charset=utf-8");
         h.set("Cache-Control", "no-store");
@@ -304,38 +453,74 @@ public:
     // The stream is delimited by closing the connection.
     void write_protocol_fields(std::string& out) const { out += "Connection: close\r\n"; }
 
+    // Writing is driven by callbacks (events pushed, the socket writable again, the loop's deadline sweep);
+    // this coroutine only waits for the client to send something or leave, which is the stream's one pending
+    // wait while it is idle. A producer runs as a coroutine of its own, cancelled when the stream ends.
     asio::awaitable<void> run(upgraded_connection& connection) {
-        using namespace asio::experimental::awaitable_operators;
-        auto channel = std::make_shared<detail::sse_channel>(connection.socket(), options_, &connection);
-        sse_stream stream(channel, last_event_id_);
+        detail::sse_transport& stream = connection.transport();
+        auto channel = std::make_shared<detail::sse_channel>(stream, options_, &connection);
         connection.on_shutdown([weak = std::weak_ptr<detail::sse_channel>(channel)] {
             if (auto c = weak.lock()) c->finish();
         });
         if (options_.retry) {
             sse_event e;
             e.retry = options_.retry;
-            channel->push(std::make_shared<const std::string>(encode(e)));
+            channel->push(std::make_shared<const std::string>(encode(e)), false);
         }
-        // When the client leaves, run() ends first and the producer is cancelled at its next wait.
-        co_await (channel->run() || produce(stream));
+        channel->flush(); // writes the retry field, or arms the first heartbeat
+        if (auto subscribe = std::move(subscription_)) subscribe(channel, last_event_id_);
+        if (producer_) start_producer(channel);
+
+        auto& loop = detail::event_loop::of(detail::io_context_of(channel->get_executor()));
+        while (channel->is_open()) {
+            asio::error_code ec;
+            co_await detail::sse_wait_readable(stream, asio::redirect_error(asio::use_awaitable, ec));
+            if (ec || !channel->is_open()) break;
+            // Clients send nothing on an event stream: what arrives is read into the loop's buffer and dropped.
+            auto buffer = loop.receive_buffer();
+            detail::sse_read_some(stream, asio::buffer(buffer.data(), buffer.size()), ec);
+            if (ec && ec != asio::error::would_block) break; // gone (eof or reset)
+        }
+        channel->abort();
+        if (channel->producer_running_) {
+            // The producer was cancelled: it ends at its next wait.
+            asio::steady_timer ended(channel->get_executor(), asio::steady_timer::time_point::max());
+            struct unhook {
+                detail::sse_channel& c;
+                ~unhook() { c.ended_ = nullptr; }
+            } guard{*channel};
+            channel->ended_ = &ended;
+            asio::error_code ec;
+            co_await ended.async_wait(asio::redirect_error(asio::use_awaitable, ec));
+        }
+        auto error = channel->error_;
+        channel->detach();
         connection.on_shutdown({});
-        asio::error_code ec;
-        connection.socket().shutdown(asio::ip::tcp::socket::shutdown_send, ec);
+        detail::sse_shutdown_send(stream);
+        if (error) std::rethrow_exception(error);
     }
 
     const std::string& last_event_id() const noexcept { return last_event_id_; }
 
 private:
-    asio::awaitable<void> produce(sse_stream& stream) {
-        co_await producer_(stream);
-        stream.channel()->finish();
-        // Stay until the queue is written: run() finishing ends this wait.
-        asio::steady_timer forever(stream.get_executor(), asio::steady_timer::time_point::max());
-        asio::error_code ec;
-        co_await forever.async_wait(asio::redirect_error(asio::use_awaitable, ec));
+    void start_producer(const std::shared_ptr<detail::sse_channel>& channel) {
+        channel->producer_running_ = true;
+        asio::co_spawn(channel->get_executor(), produce(channel, std::move(producer_), last_event_id_),
+                       asio::bind_cancellation_slot(channel->producer_cancel_.slot(),
+                                                    [channel](std::exception_ptr e) {
+                                                        channel->producer_ended(std::move(e));
+                                                    }));
+    }
+
+    // Owns what the producer uses (its closure, its stream), so it may outlive the session by a wait.
+    static asio::awaitable<void> produce(std::shared_ptr<detail::sse_channel> channel, sse_producer producer,
+                                         std::string last_event_id) {
+        sse_stream stream(std::move(channel), std::move(last_event_id));
+        co_await producer(stream);
     }
 
     sse_producer producer_;
+    sse_subscription subscription_;
     std::string last_event_id_;
     sse_options options_;
 };
