@@ -27,9 +27,6 @@ public:
     /// The connection's byte stream; its executor is the connection's (one thread at a time).
     weir::transport& transport() noexcept { return *transport_; }
 
-    /// The TCP socket under the transport. Deprecated: protocols use `transport()`, which TLS can sit under.
-    asio::ip::tcp::socket& socket() noexcept { return transport_->lowest_layer(); }
-
     /// Bytes received after the request head (the first WebSocket frames, say). Take them before reading.
     std::string take_leftover() noexcept { return std::move(leftover_); }
 

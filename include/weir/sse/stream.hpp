@@ -62,61 +62,6 @@ class sse;
 
 namespace detail {
 
-// What a stream writes to: the connection's transport (the socket overloads below serve tests and tools that
-// drive a channel over a bare socket).
-using sse_transport = transport;
-
-inline void sse_prepare(asio::ip::tcp::socket& s) {
-    asio::error_code ec;
-    s.non_blocking(true, ec); // writes and reads below never block: they say would_block instead
-}
-inline void sse_prepare(transport&) {} // already non-blocking
-
-template <class Buffers>
-std::size_t sse_write_some(asio::ip::tcp::socket& s, const Buffers& b, asio::error_code& ec) {
-    std::size_t n = s.write_some(b, ec);
-    if (ec == asio::error::try_again) ec = asio::error::would_block;
-    return n;
-}
-template <class Buffers>
-std::size_t sse_write_some(transport& t, const Buffers& b, asio::error_code& ec) {
-    return t.write_some(b, ec);
-}
-inline std::size_t sse_read_some(asio::ip::tcp::socket& s, asio::mutable_buffer b, asio::error_code& ec) {
-    std::size_t n = s.read_some(b, ec);
-    if (ec == asio::error::try_again) ec = asio::error::would_block;
-    return n;
-}
-inline std::size_t sse_read_some(transport& t, asio::mutable_buffer b, asio::error_code& ec) {
-    return t.read_some(b, ec);
-}
-template <class Token>
-auto sse_wait_readable(asio::ip::tcp::socket& s, Token&& token) {
-    return s.async_wait(asio::socket_base::wait_read, std::forward<Token>(token));
-}
-template <class Token>
-auto sse_wait_readable(transport& t, Token&& token) {
-    return t.async_wait_readable(std::forward<Token>(token));
-}
-template <class Token>
-auto sse_wait_writable(asio::ip::tcp::socket& s, Token&& token) {
-    return s.async_wait(asio::socket_base::wait_write, std::forward<Token>(token));
-}
-template <class Token>
-auto sse_wait_writable(transport& t, Token&& token) {
-    return t.async_wait_writable(std::forward<Token>(token));
-}
-inline void sse_cancel(asio::ip::tcp::socket& s) {
-    asio::error_code ec;
-    s.cancel(ec);
-}
-inline void sse_cancel(transport& t) { t.cancel(); }
-inline void sse_shutdown_send(asio::ip::tcp::socket& s) {
-    asio::error_code ec;
-    s.shutdown(asio::socket_base::shutdown_send, ec);
-}
-inline void sse_shutdown_send(transport& t) { t.shutdown_send(); }
-
 inline asio::io_context& io_context_of(const asio::any_io_executor& ex) {
     return static_cast<asio::io_context&>(asio::query(ex, asio::execution::context));
 }
@@ -140,10 +85,9 @@ class sse_channel : public std::enable_shared_from_this<sse_channel> {
 public:
     using bytes = std::shared_ptr<const std::string>;
 
-    sse_channel(sse_transport& stream, sse_options options, upgraded_connection* counter = nullptr)
+    sse_channel(transport& stream, sse_options options, upgraded_connection* counter = nullptr)
         : counter_(counter), stream_(&stream), io_(&io_context_of(stream.get_executor())), options_(options),
           sweep_(&event_loop::of(*io_).deadlines()), deadline_(&on_deadline, this) {
-        sse_prepare(stream);
     }
     sse_channel(const sse_channel&) = delete;
     sse_channel& operator=(const sse_channel&) = delete;
@@ -201,7 +145,7 @@ public:
             for (std::size_t i = head_; i < queue_.size() && count < buffers.size(); ++i)
                 buffers[count++] = asio::buffer(*queue_[i]) + (i == head_ ? offset_ : 0);
             asio::error_code ec;
-            std::size_t n = sse_write_some(*stream_, std::span<const asio::const_buffer>(buffers.data(), count), ec);
+            std::size_t n = stream_->write_some(std::span<const asio::const_buffer>(buffers.data(), count), ec);
             if (ec == asio::error::would_block || (!ec && n == 0)) break;
             if (ec) { // the client is gone
                 abort();
@@ -228,7 +172,7 @@ public:
                 else deadline_.cancel();
             }
             waiting_writable_ = true;
-            sse_wait_writable(*stream_, [self = shared_from_this()](const asio::error_code& ec) {
+            stream_->async_wait_writable([self = shared_from_this()](const asio::error_code& ec) {
                 self->waiting_writable_ = false;
                 if (ec || self->closed_) return;
                 self->flush();
@@ -260,7 +204,7 @@ public:
         if (closed_) return;
         closed_ = true;
         deadline_.cancel();
-        if (stream_) sse_cancel(*stream_);
+        if (stream_) stream_->cancel();
         wake_room();
         if (producer_running_) producer_cancel_.emit(asio::cancellation_type::terminal);
     }
@@ -352,7 +296,7 @@ private:
     }
 
     upgraded_connection* counter_;
-    sse_transport* stream_;
+    transport* stream_;
     asio::io_context* io_;
     sse_options options_;
     deadline_sweep* sweep_;
@@ -457,7 +401,7 @@ public:
     // this coroutine only waits for the client to send something or leave, which is the stream's one pending
     // wait while it is idle. A producer runs as a coroutine of its own, cancelled when the stream ends.
     asio::awaitable<void> run(upgraded_connection& connection) {
-        detail::sse_transport& stream = connection.transport();
+        weir::transport& stream = connection.transport();
         auto channel = std::make_shared<detail::sse_channel>(stream, options_, &connection);
         connection.on_shutdown([weak = std::weak_ptr<detail::sse_channel>(channel)] {
             if (auto c = weak.lock()) c->finish();
@@ -474,11 +418,11 @@ public:
         auto& loop = detail::event_loop::of(detail::io_context_of(channel->get_executor()));
         while (channel->is_open()) {
             asio::error_code ec;
-            co_await detail::sse_wait_readable(stream, asio::redirect_error(asio::use_awaitable, ec));
+            co_await stream.async_wait_readable(asio::redirect_error(asio::use_awaitable, ec));
             if (ec || !channel->is_open()) break;
             // Clients send nothing on an event stream: what arrives is read into the loop's buffer and dropped.
             auto buffer = loop.receive_buffer();
-            detail::sse_read_some(stream, asio::buffer(buffer.data(), buffer.size()), ec);
+            stream.read_some(asio::buffer(buffer.data(), buffer.size()), ec);
             if (ec && ec != asio::error::would_block) break; // gone (eof or reset)
         }
         channel->abort();
@@ -496,7 +440,7 @@ public:
         auto error = channel->error_;
         channel->detach();
         connection.on_shutdown({});
-        detail::sse_shutdown_send(stream);
+        stream.shutdown_send();
         if (error) std::rethrow_exception(error);
     }
 
