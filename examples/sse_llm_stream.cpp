@@ -120,7 +120,7 @@ int main(int argc, char** argv) {
     examples::parse_command_line(argc, argv, options, "[--bind ADDR] [--port N] [--threads N]");
 
     weir::router app{
-        weir::post<"/v1/chat/completions">([](const auto& req) -> weir::reply<weir::sse> {
+        weir::post<"/v1/chat/completions">([](const weir::request<>& req) -> weir::reply<weir::sse> {
             auto parsed = parse_request(req.body());
             if (auto* error = std::get_if<weir::response>(&parsed)) return std::move(*error);
             auto& request = std::get<completion_request>(parsed);
