@@ -1,11 +1,11 @@
 """RSS per idle keep-alive connection of core_test_server: `cd tests/integration &&
 python3 measure_idle_rss.py 10000` (WEIR_TEST_BIN_DIR picks the build). Not a test: it prints a number."""
-import resource, time, sys, re
+import resource, time, sys
 sys.path.insert(0, ".")
-from weir_harness import Server, read_response
+from weir_harness import Server, read_response, rss_kib
 resource.setrlimit(resource.RLIMIT_NOFILE, (20000, 20000))
 def rss(pid):
-    return int(re.search(r"VmRSS:\s+(\d+)", open(f"/proc/{pid}/status").read()).group(1)) * 1024
+    return rss_kib(pid) * 1024
 n = int(sys.argv[1])
 with Server("core_test_server", "--idle-timeout-ms", "120000", "--max-connections", "20000") as srv:
     for _ in range(20):

@@ -31,7 +31,7 @@ import time
 
 import websockets
 
-from weir_harness import Results, Server, expect
+from weir_harness import Results, Server, expect, rss_mb
 
 R = Results()
 SANITIZED = any(k in os.environ for k in ("ASAN_OPTIONS", "TSAN_OPTIONS", "UBSAN_OPTIONS"))
@@ -51,11 +51,6 @@ HEAD = b"GET / HTTP/1.1\r\nHost: x\r\n\r\n"
 
 def fds(pid):
     return len(os.listdir(f"/proc/{pid}/fd"))
-
-
-def rss_mb(pid):
-    with open(f"/proc/{pid}/status") as f:
-        return int(re.search(r"VmRSS:\s+(\d+)", f.read()).group(1)) / 1024
 
 
 class Memory:

@@ -2,7 +2,6 @@
 
 import concurrent.futures
 import os
-import re
 import resource
 import signal
 import socket
@@ -10,7 +9,7 @@ import subprocess
 import threading
 import time
 
-from weir_harness import Results, Server, closed_by_peer, expect, header, read_response, request
+from weir_harness import Results, Server, closed_by_peer, expect, header, read_response, request, rss_mb
 
 R = Results()
 H = b"Host: localhost\r\n"
@@ -241,11 +240,6 @@ with Server("core_test_server", "--header-timeout-ms", "1500", "--idle-timeout-m
         expect(rc == 0, f"exit status {rc}")
     R.check("SIGTERM lets an in-flight request finish, then exits 0", graceful_shutdown)
 
-
-
-def rss_mb(pid):
-    with open(f"/proc/{pid}/status") as f:
-        return int(re.search(r"VmRSS:\s+(\d+)", f.read()).group(1)) / 1024
 
 
 def measures_rss(pid):

@@ -17,7 +17,7 @@ import time
 
 import websockets
 
-from weir_harness import Results, Server, expect
+from weir_harness import Results, Server, expect, rss_mb
 
 R = Results()
 SCALE = float(os.environ.get("WEIR_SOAK_SCALE", "1"))
@@ -30,11 +30,6 @@ rng = random.Random(1234)
 
 def fds(pid):
     return len(os.listdir(f"/proc/{pid}/fd"))
-
-
-def rss_mb(pid):
-    with open(f"/proc/{pid}/status") as f:
-        return int(re.search(r"VmRSS:\s+(\d+)", f.read()).group(1)) / 1024
 
 
 async def sse_stayer(host, port, seen, ready):

@@ -8,7 +8,7 @@ import socket
 import subprocess
 import time
 
-from weir_harness import Results, Server, closed_by_peer, expect, header, read_response
+from weir_harness import Results, Server, closed_by_peer, expect, header, read_response, rss_kib
 
 R = Results()
 
@@ -54,14 +54,6 @@ def stat_of(srv, what):
         s.sendall(b"GET /stats?of=%s HTTP/1.1\r\nHost: x\r\n\r\n" % what)
         st, hs, body, _ = read_response(s)
         return int(body)
-
-
-def rss_kib(srv):
-    with open(f"/proc/{srv.proc.pid}/status") as f:
-        for line in f:
-            if line.startswith("VmRSS:"):
-                return int(line.split()[1])
-    raise RuntimeError("no VmRSS")
 
 
 def stats(srv):
@@ -302,7 +294,7 @@ with Server("sse_test_server") as srv:
         while stat_of(srv, b"busy") != 2 and time.monotonic() < deadline:
             time.sleep(0.05)
         expect(stat_of(srv, b"busy") == 2, "two subscribers")
-        rss0 = peak = rss_kib(srv)
+        rss0 = peak = rss_kib(srv.proc.pid)
         n = 600  # 64 KiB each: 37.5 MiB in all, one every 5 ms
         with srv.connect() as p:
             p.sendall(b"POST /flood?n=%d&size=65536&interval_ms=5 HTTP/1.1\r\nHost: x\r\nContent-Length: 0\r\n\r\n" % n)
@@ -324,7 +316,7 @@ with Server("sse_test_server") as srv:
                 ids.append(int(data[i + 4:j]))
                 pos = j
             tail = data[pos:][-64:] if data.find(b"id: ", pos) < 0 else data[data.find(b"id: ", pos):]
-            peak = max(peak, rss_kib(srv))
+            peak = max(peak, rss_kib(srv.proc.pid))
         expect(ids == list(range(ids[0], ids[0] + n)), "the reading subscriber got every event, in order")
         grew = (peak - rss0) / 1024
         print(f"     RSS {rss0 / 1024:.1f} MiB before, peak {peak / 1024:.1f} MiB (+{grew:.1f} MiB)", flush=True)

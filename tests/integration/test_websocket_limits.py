@@ -10,18 +10,10 @@ import socket
 import struct
 import time
 
-from weir_harness import Results, Server, expect
+from weir_harness import Results, Server, expect, rss_kib
 
 R = Results()
 SANITIZED = any(k in os.environ for k in ("ASAN_OPTIONS", "TSAN_OPTIONS"))
-
-
-def rss_kib(srv):
-    with open(f"/proc/{srv.proc.pid}/status") as f:
-        for line in f:
-            if line.startswith("VmRSS:"):
-                return int(line.split()[1])
-    return 0
 
 
 def frame(opcode, payload=b"", fin=True):
@@ -103,7 +95,7 @@ def closed_within(sock, seconds):
 def flood(srv, sock, chunk, seconds):
     """Sends `chunk` over and over for `seconds` without reading; returns (peak RSS growth KiB, bytes sent,
     whether the server ended the connection)."""
-    base = rss_kib(srv)
+    base = rss_kib(srv.proc.pid)
     peak, sent, ended = base, 0, False
     sock.settimeout(0.5)
     end = time.monotonic() + seconds
@@ -116,8 +108,8 @@ def flood(srv, sock, chunk, seconds):
         except (ConnectionResetError, BrokenPipeError):
             ended = True
             break
-        peak = max(peak, rss_kib(srv))
-    peak = max(peak, rss_kib(srv))
+        peak = max(peak, rss_kib(srv.proc.pid))
+    peak = max(peak, rss_kib(srv.proc.pid))
     return peak - base, sent, ended
 
 

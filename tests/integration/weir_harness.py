@@ -100,6 +100,17 @@ def read_response(sock, head_only=False):
     return status, headers, rest, b""
 
 
+def rss_kib(pid):
+    """The resident memory of process `pid` (VmRSS), in KiB."""
+    with open(f"/proc/{pid}/status") as f:
+        return int(re.search(r"VmRSS:\s+(\d+)", f.read()).group(1))
+
+
+def rss_mb(pid):
+    """The resident memory of process `pid` (VmRSS), in MiB."""
+    return rss_kib(pid) / 1024
+
+
 def request(server, raw, timeout=10):
     """Sends raw bytes on a new connection and returns the first response (status, headers, body)."""
     with server.connect(timeout) as s:
