@@ -134,6 +134,18 @@ public:
         });
     }
 
+    /// Reads the TLS certificates and keys again (`options.tls->reload()`): connections accepted from now on use
+    /// the new ones, open connections keep theirs. Thread-safe (call it from a SIGHUP handler's thread, say).
+    /// Throws weir::tls_error (the certificates in use stay) if they cannot be loaded, std::logic_error if the
+    /// server does not serve TLS.
+    void reload_tls() {
+        if (!options_.tls) throw std::logic_error("weir: reload_tls() on a server without TLS (server_options::tls)");
+        options_.tls->reload();
+    }
+
+    /// True when the server speaks TLS (server_options::tls is set).
+    bool is_secure() const noexcept { return options_.tls != nullptr; }
+
     /// The number of open connections (for tests and metrics).
     std::size_t connection_count() const noexcept { return live_.load(); }
 
@@ -164,7 +176,20 @@ private:
     }
 
     void start(worker& w, asio::ip::tcp::socket socket) {
-        auto c = std::make_shared<detail::connection<App>>(std::move(socket), app_, options_);
+        std::unique_ptr<detail::secure_layer> secure;
+        if (options_.tls) {
+            try {
+                secure = options_.tls->secure(socket);
+            } catch (const std::exception& e) {
+                detail::report_error(options_, fmt::format("cannot start TLS on a connection: {}", e.what()));
+                asio::error_code ec;
+                socket.close(ec);
+                --live_;
+                maybe_finish();
+                return;
+            }
+        }
+        auto c = std::make_shared<detail::connection<App>>(std::move(socket), std::move(secure), app_, options_);
         w.connections.insert(c);
         if (stopping_) c->begin_shutdown();
         // The slot lets shutdown cancel what the connection awaits, its handler's awaits included.

@@ -65,8 +65,9 @@ class connection final : public connection_base, public std::enable_shared_from_
     static constexpr std::size_t max_spare_buffers = 64;
 
 public:
-    connection(asio::ip::tcp::socket socket, App& app, const server_options& options)
-        : transport_(std::move(socket)),
+    connection(asio::ip::tcp::socket socket, std::unique_ptr<secure_layer> secure, App& app,
+               const server_options& options)
+        : transport_(std::move(socket), std::move(secure)),
           deadlines_(event_loop::of(static_cast<asio::io_context&>(
                                         asio::query(transport_.get_executor(), asio::execution::context)))
                          .deadlines()), app_(app), options_(options),
@@ -75,8 +76,12 @@ public:
     asio::awaitable<void> run() {
         auto self = this->shared_from_this();
         remote_ = transport_.remote_endpoint();
-        set_deadline(options_.idle_timeout);
         try {
+            if (transport_.is_secure() && !co_await handshake()) {
+                close();
+                co_return;
+            }
+            set_deadline(options_.idle_timeout);
             co_await serve();
         } catch (const std::exception& e) {
             // A cancelled connection ends with operation_aborted: that is the shutdown or the peer, not an error.
@@ -88,7 +93,7 @@ public:
     void begin_shutdown() override {
         shutting_down_ = true;
         if (upgraded_) upgraded_->begin_shutdown();
-        else if (idle_) close();
+        else if (idle_ || handshaking_) close();
     }
 
     void force_close() override {
@@ -286,6 +291,34 @@ private:
             if (ec == asio::error::would_block || ec == asio::error::try_again)
                 co_await transport_.async_wait_readable(asio::redirect_error(asio::use_awaitable, ec));
         }
+    }
+
+    // A secure transport's handshake, within the header timeout: a client that never sends a ClientHello, or
+    // stops halfway, is dropped then. A plain HTTP request was answered 400 by the transport: let the answer
+    // reach the client before closing.
+    asio::awaitable<bool> handshake() {
+        handshaking_ = true;
+        set_deadline(options_.header_timeout);
+        timed_out_ = false;
+        asio::error_code ec;
+        co_await transport_.async_handshake(asio::redirect_error(asio::use_awaitable, ec));
+        handshaking_ = false;
+        if (!ec) co_return !shutting_down_;
+        if (transport_.answered_plain_http()) {
+            auto& socket = transport_.lowest_layer();
+            socket.shutdown(asio::socket_base::shutdown_send, ec);
+            set_deadline(std::chrono::milliseconds(2000));
+            timed_out_ = false;
+            char sink[4096];
+            std::size_t drained = 0;
+            ec = {};
+            while (!ec && drained < 256 * 1024 && !timed_out_) {
+                drained += socket.read_some(asio::buffer(sink), ec);
+                if (ec == asio::error::would_block || ec == asio::error::try_again)
+                    co_await transport_.async_wait_readable(asio::redirect_error(asio::use_awaitable, ec));
+            }
+        }
+        co_return false;
     }
 
     asio::awaitable<void> answer_error(status code, std::string_view reason) {
@@ -527,6 +560,7 @@ private:
     bool handling_ = false;
     upgraded_connection* upgraded_ = nullptr;
     bool idle_ = false;
+    bool handshaking_ = false;
     bool shutting_down_ = false;
     bool close_after_ = false;
     bool timed_out_ = false;
