@@ -151,7 +151,8 @@ int main(int argc, char** argv) {
 
     weir::pipeline app{
         weir::request_id{},
-        weir::security_headers{},
+        // Strict-Transport-Security goes only on answers over TLS (browsers ignore it over plain HTTP).
+        weir::security_headers{.strict_transport_security = "max-age=31536000"},
         weir::cors<weir::cors_credentials::include>(cors_config),
         require_token{token},
         weir::router{
