@@ -142,6 +142,9 @@ private:
                                      SSL_OP_CIPHER_SERVER_PREFERENCE);
         // Frees the record buffers between records: an idle connection keeps none (nginx does the same).
         SSL_CTX_set_mode(ctx, SSL_MODE_RELEASE_BUFFERS);
+        // One recv per record instead of two (header, then body); bytes read ahead are seen by
+        // transport::async_wait_readable, so they are never left waiting.
+        SSL_CTX_set_read_ahead(ctx, 1);
         static const unsigned char session_context[] = "weir";
         SSL_CTX_set_session_id_context(ctx, session_context, sizeof(session_context) - 1);
         if (!options.ciphers.empty() && SSL_CTX_set_cipher_list(ctx, options.ciphers.c_str()) != 1)

@@ -193,9 +193,14 @@ public:
         socket_.shutdown(asio::socket_base::shutdown_send, ec);
     }
 
-    /// Closes at once; pending waits end with `operation_aborted`.
+    /// Closes at once; pending waits end with `operation_aborted`. A secure transport sends close_notify first if
+    /// the socket takes it now.
     void close() noexcept {
         asio::error_code ec;
+        if (secure_ && socket_.is_open()) {
+            secure_->shutdown();
+            secure_->send_backlog(ec);
+        }
         socket_.shutdown(asio::socket_base::shutdown_both, ec);
         socket_.close(ec);
     }

@@ -167,7 +167,9 @@ private:
     // operation_aborted instead of finishing work nobody will read. Bytes of a pipelined request end the
     // watch (they are read after this request). Peeking reads nothing, so the request's views stay valid.
     void watch_for_hangup() {
-        transport_.async_wait_readable([self = this->shared_from_this(),
+        // The TCP socket's readiness, not the transport's: bytes a secure transport read ahead are a pipelined
+        // request, not a hangup.
+        transport_.lowest_layer().async_wait(asio::socket_base::wait_read, [self = this->shared_from_this(),
                                         watch = ++watch_](const asio::error_code& ec) {
                                if (ec || watch != self->watch_ || !self->handling_ || self->cancelled_) return;
                                char c;

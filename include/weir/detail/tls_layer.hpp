@@ -145,8 +145,12 @@ public:
         ERR_clear_error();
         std::size_t n = 0;
         int r = SSL_read_ex(ssl_, buffer.data(), buffer.size(), &n);
-        if (r == 1) return n;
+        if (r == 1) {
+            needs_socket_ = false;
+            return n;
+        }
         ec = error_of(r);
+        needs_socket_ = ec == asio::error::would_block;
         return 0;
     }
 
@@ -214,7 +218,9 @@ public:
         return reported;
     }
 
-    bool has_buffered_input() const noexcept override { return SSL_has_pending(ssl_) == 1; }
+    // Bytes read ahead are only worth a read if the last one did not stop for want of more: then what is
+    // buffered is part of a record, and only the socket can complete it.
+    bool has_buffered_input() const noexcept override { return !needs_socket_ && SSL_has_pending(ssl_) == 1; }
     bool has_backlog() const noexcept override { return !backlog_.empty(); }
 
     bool send_backlog(asio::error_code& ec) override {
@@ -233,7 +239,8 @@ public:
     }
 
     void shutdown() noexcept override {
-        if (shut_down_ || !SSL_is_init_finished(ssl_)) return;
+        // Never after a fatal error (OpenSSL forbids it), nor before the handshake is done.
+        if (shut_down_ || failed_ || !SSL_is_init_finished(ssl_)) return;
         shut_down_ = true;
         ERR_clear_error();
         SSL_shutdown(ssl_);
@@ -299,10 +306,12 @@ private:
         case SSL_ERROR_ZERO_RETURN:
             return asio::error::eof;
         case SSL_ERROR_SYSCALL:
+            failed_ = true;
             ERR_clear_error();
             if (last_errno_ != 0) return asio::error_code(std::exchange(last_errno_, 0), asio::system_category());
             return asio::error::eof;
         default: {
+            failed_ = true;
             unsigned long code = ERR_peek_last_error();
             ERR_clear_error();
             return asio::error_code(static_cast<int>(ERR_GET_REASON(code)), tls_category());
@@ -375,8 +384,10 @@ private:
     std::size_t held_ = 0;  // bytes encrypted but not yet reported to the writer
     int last_errno_ = 0;
     bool checked_first_byte_ = false;
+    bool needs_socket_ = false; // the last read wanted more bytes from the socket
     bool answered_plain_http_ = false;
     bool shut_down_ = false;
+    bool failed_ = false; // a fatal error: no close_notify
 };
 
 } // namespace weir::detail
