@@ -84,7 +84,7 @@ public:
     }
 
     /// The secure layer for one accepted socket, with the certificates in use now.
-    std::unique_ptr<detail::secure_layer> secure(asio::ip::tcp::socket& socket) override {
+    std::unique_ptr<detail::secure_layer> secure(transport::socket_type& socket) override {
         std::shared_ptr<const detail::tls_certificates> certificates;
         {
             std::lock_guard lock(mutex_);

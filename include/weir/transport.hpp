@@ -3,8 +3,10 @@
 #include <asio/async_result.hpp>
 #include <asio/buffer.hpp>
 #include <asio/compose.hpp>
+#include <asio/io_context.hpp>
 #include <asio/ip/tcp.hpp>
 #include <asio/post.hpp>
+#include <asio/query.hpp>
 
 #include <array>
 #include <cstddef>
@@ -52,7 +54,8 @@ class transport_security {
 public:
     virtual ~transport_security() = default;
     /// The secure layer for one accepted socket, with the settings current now (a reload affects later ones).
-    virtual std::unique_ptr<detail::secure_layer> secure(asio::ip::tcp::socket& socket) = 0;
+    virtual std::unique_ptr<detail::secure_layer> secure(asio::basic_stream_socket<asio::ip::tcp,
+                                                         asio::io_context::executor_type>& socket) = 0;
     /// Reads the certificates and keys again, for connections accepted from now on. Thread-safe. Throws if they
     /// cannot be loaded, and then keeps the previous ones.
     virtual void reload() = 0;
@@ -66,15 +69,21 @@ public:
 /// hand (the event loop's shared one), so an idle connection holds no buffer while it waits.
 class transport {
 public:
-    using executor_type = asio::ip::tcp::socket::executor_type;
+    /// The socket underneath: bound to an io_context's executor (an event loop), which keeps it small.
+    using socket_type = asio::basic_stream_socket<asio::ip::tcp, asio::io_context::executor_type>;
+    using executor_type = socket_type::executor_type;
 
     /// Takes an open socket and makes it non-blocking; with `secure`, bytes go through that layer (TLS), whose
     /// handshake (async_handshake) must finish before the first read.
-    explicit transport(asio::ip::tcp::socket socket, std::unique_ptr<detail::secure_layer> secure = nullptr)
+    explicit transport(socket_type socket, std::unique_ptr<detail::secure_layer> secure = nullptr)
         : socket_(std::move(socket)), secure_(std::move(secure)) {
         asio::error_code ec;
         socket_.non_blocking(true, ec);
     }
+
+    /// Takes a socket with a polymorphic executor, which must be an io_context's.
+    explicit transport(asio::ip::tcp::socket socket, std::unique_ptr<detail::secure_layer> secure = nullptr)
+        : transport(adopt(std::move(socket)), std::move(secure)) {}
 
     executor_type get_executor() noexcept { return socket_.get_executor(); }
 
@@ -222,10 +231,17 @@ public:
     }
 
     /// The TCP socket underneath, for socket options.
-    asio::ip::tcp::socket& lowest_layer() noexcept { return socket_; }
+    socket_type& lowest_layer() noexcept { return socket_; }
 
 private:
-    asio::ip::tcp::socket socket_;
+    static socket_type adopt(asio::ip::tcp::socket socket) {
+        auto& io = static_cast<asio::io_context&>(asio::query(socket.get_executor(), asio::execution::context));
+        if (!socket.is_open()) return socket_type(io);
+        auto protocol = socket.local_endpoint().protocol();
+        return socket_type(io, protocol, socket.release());
+    }
+
+    socket_type socket_;
     std::unique_ptr<detail::secure_layer> secure_;
 };
 
