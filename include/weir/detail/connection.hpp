@@ -82,6 +82,14 @@ class connection final : public connection_base, public std::enable_shared_from_
     static constexpr std::size_t max_kept_out = 16 * 1024;
 
 public:
+    using app_result = decltype(std::declval<App&>()(std::declval<const request<>&>()));
+    // A synchronous application whose replies are always plain responses is served without a coroutine while
+    // requests arrive whole and their responses are written at once, the common case. Anything else (a head
+    // split across reads, a body still coming, 100-continue, a parse error, a socket that is full) goes to
+    // serve(), which picks up from what is buffered.
+    static constexpr bool plain_fast_path =
+        !is_awaitable_v<app_result> && std::is_same_v<reply_for_t<app_result>, reply<>>;
+
     connection(transport::socket_type socket, std::unique_ptr<secure_layer> secure, App& app,
                const server_options& options, connection_owner& owner)
         : transport_(std::move(socket), std::move(secure)),
@@ -129,8 +137,75 @@ private:
         transport_.async_wait_readable([self = this->shared_from_this()](const asio::error_code& ec) {
             self->idle_ = false;
             if (ec || !self->transport_.is_open()) self->finish();
-            else self->activate();
+            else self->on_readable();
         });
+    }
+
+    void on_readable() {
+        if constexpr (!plain_fast_path) {
+            activate();
+        } else {
+            if (buffer_.size() == 0) {
+                take_spare(buffer_, spare_buffers());
+                if (buffer_.size() == 0) buffer_.resize(initial_buffer);
+            }
+            asio::error_code ec;
+            std::size_t n = transport_.read_some(asio::buffer(buffer_.data() + end_, buffer_.size() - end_), ec);
+            if (ec == asio::error::would_block || ec == asio::error::try_again) {
+                release_idle_buffers(); // woken for nothing (a TLS record not complete yet, say)
+                wait_for_request();
+                return;
+            }
+            if (ec) {
+                finish();
+                return;
+            }
+            end_ += n;
+            take_spare(out_, spare_out_buffers());
+            for (;;) {
+                request_parser parser(options_.limits);
+                http_request message;
+                auto result = parser.parse(buffered(), message);
+                if (result.state != parse_result::kind::complete) break;
+                version_ = message.version();
+                message.remote_ = remote_;
+                message.secure_ = transport_.is_secure();
+                bool keep_alive = message.keep_alive() && !shutting_down_;
+                bool head = message.method() == "HEAD";
+                try {
+                    reply<> r = app_(request<>(message));
+                    append_response(*r.template get_if<response>(), head, keep_alive);
+                } catch (const std::exception& e) {
+                    report_error(options_, fmt::format("{} {}: {}", message.method(), message.target(), e.what()));
+                    append_response(response(status::internal_server_error, "Internal Server Error\n"), head,
+                                    keep_alive);
+                }
+                begin_ += result.consumed;
+                if (close_after_ || begin_ == end_ || out_.size() > 64 * 1024) break;
+            }
+            if (!out_.empty()) {
+                std::size_t written = transport_.write_some(asio::buffer(out_), ec);
+                if (ec == asio::error::would_block) {
+                    written = 0;
+                } else if (ec) {
+                    finish();
+                    return;
+                }
+                if (written < out_.size()) {
+                    out_.erase(0, written);
+                    activate(); // serve() writes the rest under the write deadline, then goes on
+                    return;
+                }
+                out_.clear();
+            }
+            if (close_after_) finish();
+            else if (begin_ == end_) {
+                release_idle_buffers();
+                wait_for_request();
+            } else {
+                activate(); // part of a request: serve() reads the rest under the phase deadlines
+            }
+        }
     }
 
     // Bytes arrived: serve until idle again. Shutdown cancels what the coroutine awaits through cancel_.
