@@ -213,6 +213,7 @@ private:
         asio::co_spawn(transport_.get_executor(), serve(),
                        asio::bind_cancellation_slot(cancel_.slot(), [self = this->shared_from_this()](
                                                                         std::exception_ptr) {
+                           if (self->upgrade_running_) return; // the session's coroutine finishes the connection
                            if (std::exchange(self->go_idle_, false)) self->wait_for_request();
                            else self->finish();
                        }));
@@ -661,13 +662,26 @@ private:
         std::string leftover(buffered().substr(consumed));
         release_buffers(); // a stream or session may live for hours: keep only what it uses
         expiry_.cancel(); // the protocol keeps its own timeouts
+        // The session runs in a coroutine of its own, and the HTTP side's coroutines (serve, commit) end: an open
+        // stream or session keeps nothing of the request that started it but this object.
+        upgrade_running_ = true;
+        asio::co_spawn(transport_.get_executor(),
+                       run_upgrade(std::make_unique<pending<P>>(std::move(*p)), std::move(leftover)),
+                       [self = this->shared_from_this()](std::exception_ptr) {
+                           self->upgrade_running_ = false;
+                           self->finish();
+                       });
+    }
+
+    template <class P>
+    asio::awaitable<void> run_upgrade(std::unique_ptr<pending<P>> p, std::string leftover) {
         upgraded_connection link(transport_, std::move(leftover));
         upgraded_ = &link;
         // A shutdown that began while the head was being written must still reach the session.
         if (shutting_down_) link.begin_shutdown();
         auto started = clock::now();
         try {
-            co_await session.run(link);
+            co_await p->session().run(link);
         } catch (const std::exception& e) {
             report_error(options_, fmt::format("upgraded session ended with an error: {}", e.what()));
         }
@@ -708,6 +722,7 @@ private:
     unsigned version_ = 11;  // of the request being answered (10: HTTP/1.0)
     bool idle_ = false;
     bool go_idle_ = false;   // serve() ended because the connection is idle, not closing
+    bool upgrade_running_ = false; // a committed upgrade's session runs (run_upgrade)
     bool ended_ = false;
     bool handshaking_ = false;
     bool handshake_done_ = false;
