@@ -18,7 +18,7 @@ namespace weir {
 
 /// The WebSocket protocol as a pending upgrade: `weir::pending<weir::websocket>`. The final stage writes
 /// the 101 with every stage's headers plus Upgrade, Connection and Sec-WebSocket-Accept (and the chosen
-/// Sec-WebSocket-Protocol), then runs the session. Made by accept_websocket.
+/// Sec-WebSocket-Protocol and Sec-WebSocket-Extensions), then runs the session. Made by accept_websocket.
 class websocket {
 public:
     static constexpr weir::status default_status = weir::status::switching_protocols;
@@ -30,8 +30,13 @@ public:
     websocket(websocket_handshake handshake, websocket_handler handler, websocket_options options)
         : handshake_(std::move(handshake)), handler_(std::move(handler)), options_(std::move(options)) {}
 
-    /// Nothing to add among the ordinary headers: a 101 has no body.
-    void prepare_head(weir::headers&) {}
+    /// A 101 has no body; the fields the protocol writes itself are removed from what stages set, so the
+    /// head can only announce what the session speaks.
+    void prepare_head(weir::headers& h) {
+        h.erase("Sec-WebSocket-Extensions");
+        h.erase("Sec-WebSocket-Protocol");
+        h.erase("Sec-WebSocket-Accept");
+    }
 
     /// The upgrade fields no stage may set.
     void write_protocol_fields(std::string& out) const {
@@ -43,6 +48,11 @@ public:
             out += handshake_.subprotocol;
             out += "\r\n";
         }
+        if (handshake_.deflate) {
+            out += "Sec-WebSocket-Extensions: ";
+            out += handshake_.deflate->response;
+            out += "\r\n";
+        }
     }
 
     /// Runs the session on the upgraded socket, starting with the bytes that came after the handshake.
@@ -50,6 +60,7 @@ public:
     asio::awaitable<void> run(upgraded_connection& connection) {
         auto session = std::make_shared<websocket_connection>(connection.transport(), std::move(options_),
                                                               handshake_.subprotocol, connection.take_leftover());
+        if (handshake_.deflate) session->use_deflate(*handshake_.deflate);
         connection.on_shutdown([weak = std::weak_ptr<websocket_connection>(session)] {
             if (auto s = weak.lock()) s->going_away();
         });
