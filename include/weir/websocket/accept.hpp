@@ -30,13 +30,9 @@ public:
     websocket(websocket_handshake handshake, websocket_handler handler, websocket_options options)
         : handshake_(std::move(handshake)), handler_(std::move(handler)), options_(std::move(options)) {}
 
-    /// A 101 has no body; the fields the protocol writes itself are removed from what stages set, so the
-    /// head can only announce what the session speaks.
-    void prepare_head(weir::headers& h) {
-        h.erase("Sec-WebSocket-Extensions");
-        h.erase("Sec-WebSocket-Protocol");
-        h.erase("Sec-WebSocket-Accept");
-    }
+    /// Nothing to add among the ordinary headers: a 101 has no body. (Stages cannot set the fields written
+    /// below: weir::headers refuses them.)
+    void prepare_head(weir::headers&) {}
 
     /// The upgrade fields no stage may set.
     void write_protocol_fields(std::string& out) const {
