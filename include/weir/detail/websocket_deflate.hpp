@@ -121,60 +121,63 @@ public:
             if (auto r = run(ws_deflate_tail.data(), ws_deflate_tail.size(), out, limit); r != result::ok) return r;
         // A message whose last block was final (BFINAL) ended the stream: the next one starts afresh.
         if (!keep_context_) release();
-        else if (stream_ended_) inflateReset(&z_);
+        else if (stream_ended_) inflateReset(z_.get());
         stream_ended_ = false;
         return result::ok;
     }
 
     // Frees the zlib state and the window (the next compressed message allocates them again).
     void release() noexcept {
-        if (!allocated_) return;
-        inflateEnd(&z_);
-        allocated_ = false;
+        if (!z_) return;
+        inflateEnd(z_.get());
+        z_.reset();
         stream_ended_ = false;
     }
 
-    bool allocated() const noexcept { return allocated_; }
+    bool allocated() const noexcept { return z_ != nullptr; }
 
 private:
     bool ready() noexcept {
-        if (allocated_) return true;
-        z_ = z_stream{};
-        // zlib's own compressor never uses less than a 512-byte window, even when asked for 256.
-        allocated_ = inflateInit2(&z_, -window_bits_) == Z_OK;
-        return allocated_;
+        if (z_) return true;
+        // The stream itself (112 bytes) is allocated only with zlib's state: an idle session holds neither.
+        z_.reset(new (std::nothrow) z_stream{});
+        if (!z_) return false;
+        // zlib's own compressor never uses less than a 512-byte window, even when asked for 256; a raw
+        // stream (negative bits) has no header or checksum.
+        if (inflateInit2(z_.get(), -window_bits_) != Z_OK) z_.reset();
+        return z_ != nullptr;
     }
 
     result run(const unsigned char* in, std::size_t size, std::string& out, std::size_t limit) {
-        z_.next_in = const_cast<Bytef*>(in);
-        z_.avail_in = static_cast<uInt>(size);
+        z_stream& z = *z_;
+        z.next_in = const_cast<Bytef*>(in);
+        z.avail_in = static_cast<uInt>(size);
         for (;;) {
-            if (stream_ended_) return z_.avail_in == 0 ? result::ok : result::corrupt;
+            if (stream_ended_) return z.avail_in == 0 ? result::ok : result::corrupt;
             // Room for at most one byte past the limit: a bomb stops there.
             std::size_t room = limit >= out.size() ? limit - out.size() + 1 : 1;
             std::size_t chunk = std::min(std::max<std::size_t>(16 * 1024, size * 4), room);
             std::size_t at = out.size();
             out.resize(at + chunk);
-            z_.next_out = reinterpret_cast<Bytef*>(out.data() + at);
-            z_.avail_out = static_cast<uInt>(chunk);
-            int rc = ::inflate(&z_, Z_SYNC_FLUSH);
-            out.resize(out.size() - z_.avail_out);
+            z.next_out = reinterpret_cast<Bytef*>(out.data() + at);
+            z.avail_out = static_cast<uInt>(chunk);
+            int rc = ::inflate(&z, Z_SYNC_FLUSH);
+            out.resize(out.size() - z.avail_out);
             if (out.size() > limit) return result::too_big;
             if (rc == Z_STREAM_END) {
                 stream_ended_ = true;
                 continue;
             }
-            if (rc == Z_BUF_ERROR) return z_.avail_in == 0 ? result::ok : result::corrupt; // no progress possible
+            if (rc == Z_BUF_ERROR) return z.avail_in == 0 ? result::ok : result::corrupt; // no progress possible
             if (rc != Z_OK) return result::corrupt;
-            if (z_.avail_in == 0 && z_.avail_out > 0) return result::ok;
+            if (z.avail_in == 0 && z.avail_out > 0) return result::ok;
         }
     }
 
     int window_bits_;
     bool keep_context_;
-    bool allocated_ = false;
     bool stream_ended_ = false;
-    z_stream z_{};
+    std::unique_ptr<z_stream> z_; // while zlib's state exists
 };
 
 // The compressor every session on this thread with these settings uses when no context is kept.

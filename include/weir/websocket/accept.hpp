@@ -57,6 +57,7 @@ public:
         auto session = std::make_shared<websocket_connection>(connection.transport(), std::move(options_),
                                                               handshake_.subprotocol, connection.take_leftover());
         if (handshake_.deflate) session->use_deflate(*handshake_.deflate);
+        handshake_.deflate.reset(); // the head is written: the session holds what it needs
         connection.on_shutdown([weak = std::weak_ptr<websocket_connection>(session)] {
             if (auto s = weak.lock()) s->going_away();
         });
