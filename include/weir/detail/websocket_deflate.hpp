@@ -232,16 +232,11 @@ public:
         return std::make_shared<const std::string>(compress(*message));
     }
 
-    void release_idle() noexcept override {
-        // Only state no context needs: a kept context is the session's until it ends.
-        if (!keep_context_ && deflater_) deflater_.reset();
-    }
-
 private:
     ws_deflate_settings settings_;
     bool keep_context_;
     std::size_t threshold_;
-    std::unique_ptr<ws_deflater> deflater_; // only with context takeover
+    std::unique_ptr<ws_deflater> deflater_; // only with context takeover: kept until the session ends
     ws_inflater inflater_;
 };
 

@@ -203,8 +203,6 @@ public:
     // The same for bytes shared with other sessions: without a server context, sessions on one thread
     // with the same settings share one compressed copy (a broadcast is compressed once per thread).
     virtual std::shared_ptr<const std::string> compress_shared(const std::shared_ptr<const std::string>& message) = 0;
-    // The session went quiet: give back what no context needs (with context takeover, nothing).
-    virtual void release_idle() noexcept = 0;
 };
 
 } // namespace weir::detail

@@ -785,7 +785,6 @@ private:
         if (close_queued_ || finished_) return;
         // A quiet session keeps no buffer for the next message, nor the memory of its last burst.
         reader_.drop_spare();
-        if (deflate_) deflate_->release_idle();
         if (inbox_.empty()) inbox_.release();
         if (outbox_.empty()) outbox_.release();
         if (control_.empty()) control_.release();
