@@ -3,8 +3,10 @@
 // page, the event stream's head and the 101.
 //
 //   chat [--bind ADDR] [--port N] [--allow-origin ORIGIN]... [--token T] [--heartbeat-ms MS] [--threads N]
-//        [--no-deflate]
+//        [--tls-cert FILE --tls-key FILE]... [--no-deflate]
 //
+// With --tls-cert and --tls-key it serves HTTPS and WSS (built with weir::tls); repeat the pair for more
+// certificates, chosen by the name a client asks for (SNI), the first being the default. SIGHUP reloads them.
 // WebSocket messages are compressed (permessage-deflate) when the client offers it, as browsers do, and weir
 // was built with zlib; --no-deflate turns that off.
 //
@@ -14,11 +16,17 @@
 #include "example_options.hpp"
 
 #include <weir/weir.hpp>
+#ifdef WEIR_HAS_OPENSSL
+#include <weir/tls.hpp>
+#endif
+
+#include <asio/signal_set.hpp>
 
 #include <charconv>
 #include <memory>
 #include <mutex>
 #include <string>
+#include <thread>
 #include <vector>
 
 namespace {
@@ -91,6 +99,7 @@ int main(int argc, char** argv) {
     std::vector<std::string> origins;
     std::string token;
     unsigned long heartbeat_ms = 15'000;
+    std::vector<std::string> tls_certs, tls_keys;
     // --no-deflate takes no value: it is taken out before the common flags, which all do, are parsed.
     bool deflate = true;
     std::vector<char*> args;
@@ -101,9 +110,11 @@ int main(int argc, char** argv) {
     examples::parse_command_line(
         static_cast<int>(args.size()), args.data(), options,
         "[--bind ADDR] [--port N] [--allow-origin ORIGIN]... [--token T] [--heartbeat-ms MS] [--threads N] "
-        "[--no-deflate]",
+        "[--tls-cert FILE --tls-key FILE]... [--no-deflate]",
         [&](std::string_view flag, std::string_view value) {
             if (flag == "--allow-origin") origins.emplace_back(value);
+            else if (flag == "--tls-cert") tls_certs.emplace_back(value);
+            else if (flag == "--tls-key") tls_keys.emplace_back(value);
             else if (flag == "--token") token = std::string(value);
             else if (flag == "--heartbeat-ms") {
                 auto [p, ec] = std::from_chars(value.data(), value.data() + value.size(), heartbeat_ms);
@@ -111,6 +122,27 @@ int main(int argc, char** argv) {
             } else return false;
             return true;
         });
+
+    if (tls_certs.size() != tls_keys.size()) {
+        fmt::print(stderr, "each --tls-cert needs its --tls-key\n");
+        return 2;
+    }
+    if (!tls_certs.empty()) {
+#ifdef WEIR_HAS_OPENSSL
+        weir::tls_options tls;
+        for (std::size_t i = 0; i < tls_certs.size(); ++i)
+            tls.certificates.push_back({.certificate_chain_file = tls_certs[i], .private_key_file = tls_keys[i]});
+        try {
+            options.tls = std::make_shared<weir::tls_context>(std::move(tls));
+        } catch (const weir::tls_error& e) {
+            fmt::print(stderr, "{}\n", e.what());
+            return 1;
+        }
+#else
+        fmt::print(stderr, "this chat was built without TLS: build it with weir::tls (OpenSSL 3)\n");
+        return 2;
+#endif
+    }
 
     weir::sse_hub_options hub_options;
     hub_options.replay_capacity = 1000;
@@ -134,7 +166,8 @@ int main(int argc, char** argv) {
 
     weir::pipeline app{
         weir::request_id{},
-        weir::security_headers{},
+        // Strict-Transport-Security goes only on answers over TLS (browsers ignore it over plain HTTP).
+        weir::security_headers{.strict_transport_security = "max-age=31536000"},
         weir::cors<weir::cors_credentials::include>(cors_config),
         require_token{token},
         weir::router{
@@ -172,7 +205,32 @@ int main(int argc, char** argv) {
     };
 
     weir::server server(std::move(app), options);
-    examples::announce(server.listen());
+    examples::announce(server.listen(), server.is_secure());
+
+    // SIGHUP reloads the certificates (renewed by certbot, say): new connections get them, open ones keep
+    // theirs. A reload that fails keeps the previous certificates and says why.
+    asio::io_context reloads;
+    asio::signal_set hangup(reloads, SIGHUP);
+    std::function<void()> on_hangup = [&] {
+        hangup.async_wait([&](const asio::error_code& ec, int) {
+            if (ec) return;
+            try {
+                server.reload_tls();
+                fmt::print(stderr, "chat: TLS certificates reloaded\n");
+            } catch (const std::exception& e) {
+                fmt::print(stderr, "chat: TLS reload failed, still serving the previous certificates: {}\n",
+                           e.what());
+            }
+            on_hangup();
+        });
+    };
+    std::thread reloader;
+    if (server.is_secure()) {
+        on_hangup();
+        reloader = std::thread([&] { reloads.run(); });
+    }
     server.run();
+    reloads.stop();
+    if (reloader.joinable()) reloader.join();
     return 0;
 }
