@@ -86,12 +86,16 @@ class Client:
         self.event = asyncio.Event()
         self.want = 0
 
-    async def open(self, port, path, offer):
+    async def open(self, port, path, offer, source):
+        # Several source addresses: each has its own ephemeral ports, which runs of 10,000 connections (and
+        # their TIME_WAIT) would otherwise use up.
         for attempt in range(20):
             try:
-                self.reader, self.writer = await asyncio.open_connection("127.0.0.1", port)
+                self.reader, self.writer = await asyncio.open_connection("127.0.0.1", port, local_addr=(source, 0))
                 break
             except OSError:
+                if attempt == 19:
+                    raise
                 await asyncio.sleep(0.05 * (attempt + 1))
         self.writer.write(handshake(path, offer))
         head = await self.reader.readuntil(b"\r\n\r\n")
@@ -141,7 +145,8 @@ class Client:
 async def open_many(port, path, offer, count, window=200):
     clients = [Client() for _ in range(count)]
     for i in range(0, count, window):
-        await asyncio.gather(*(c.open(port, path, offer) for c in clients[i:i + window]))
+        await asyncio.gather(*(c.open(port, path, offer, f"127.0.{1 + (i + k) % 64}.{2 + (i + k) // 64 % 200}")
+                               for k, c in enumerate(clients[i:i + window])))
     return clients
 
 
