@@ -3,10 +3,12 @@
 // page, the event stream's head and the 101.
 //
 //   chat [--bind ADDR] [--port N] [--allow-origin ORIGIN]... [--token T] [--heartbeat-ms MS] [--threads N]
-//        [--tls-cert FILE --tls-key FILE]...
+//        [--tls-cert FILE --tls-key FILE]... [--no-deflate]
 //
 // With --tls-cert and --tls-key it serves HTTPS and WSS (built with weir::tls); repeat the pair for more
 // certificates, chosen by the name a client asks for (SNI), the first being the default. SIGHUP reloads them.
+// WebSocket messages are compressed (permessage-deflate) when the client offers it, as browsers do, and weir
+// was built with zlib; --no-deflate turns that off.
 //
 // Routes: GET / (the page), GET /events (SSE, replays after Last-Event-ID), POST /messages (202), GET /ws.
 
@@ -98,10 +100,17 @@ int main(int argc, char** argv) {
     std::string token;
     unsigned long heartbeat_ms = 15'000;
     std::vector<std::string> tls_certs, tls_keys;
+    // --no-deflate takes no value: it is taken out before the common flags, which all do, are parsed.
+    bool deflate = true;
+    std::vector<char*> args;
+    for (int i = 0; i < argc; ++i) {
+        if (i > 0 && std::string_view(argv[i]) == "--no-deflate") deflate = false;
+        else args.push_back(argv[i]);
+    }
     examples::parse_command_line(
-        argc, argv, options,
+        static_cast<int>(args.size()), args.data(), options,
         "[--bind ADDR] [--port N] [--allow-origin ORIGIN]... [--token T] [--heartbeat-ms MS] [--threads N] "
-        "[--tls-cert FILE --tls-key FILE]...",
+        "[--tls-cert FILE --tls-key FILE]... [--no-deflate]",
         [&](std::string_view flag, std::string_view value) {
             if (flag == "--allow-origin") origins.emplace_back(value);
             else if (flag == "--tls-cert") tls_certs.emplace_back(value);
@@ -143,6 +152,12 @@ int main(int argc, char** argv) {
     weir::websocket_options ws_options;
     ws_options.max_message_size = max_message;
     ws_options.allowed_origins = origins; // and the page's own (check_origin is on by default)
+    // A chat broadcasts: without a server context each message is compressed once for all its readers, and
+    // an idle member holds no compressor.
+    ws_options.deflate.enabled = deflate;
+    ws_options.deflate.server_context_takeover = false;
+    ws_options.deflate.client_context_takeover = false;
+    ws_options.deflate.threshold = 256;
 
     weir::cors_config cors_config;
     cors_config.allowed_origins = origins;
