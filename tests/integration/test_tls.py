@@ -291,5 +291,45 @@ with Server("chat") as plain:
 
     R.check("Strict-Transport-Security is not sent over plain HTTP", no_hsts_over_plain_http)
 
+# The HTTP core over TLS, both ways a connection serves: the fast path (a synchronous application of plain
+# responses) and the coroutine (an application with a coroutine stage).
+for plain in (True, False):
+    extra = ("--plain", "1") if plain else ()
+    how = "fast path" if plain else "coroutine"
+    with Server("core_test_server", "--tls-cert", first_cert, "--tls-key", first_key, "--max-body", "4000000",
+                *extra) as core:
+        def pipelined_over_tls():
+            with tls_connect(core) as s:
+                s.sendall(b"".join(b"GET /hello/%d HTTP/1.1\r\nHost: localhost\r\n\r\n" % i for i in range(32)))
+                data = b""
+                s.settimeout(10)
+                while data.count(b"HTTP/1.1 200") < 32 or not data.endswith(b"Hello, 31!"):
+                    chunk = s.recv(65536)
+                    expect(chunk, f"closed after {data.count(b'HTTP/1.1 200')} answers")
+                    data += chunk
+                bodies = [int(x) for x in __import__("re").findall(rb"Hello, (\d+)!", data)]
+                expect(bodies == list(range(32)), f"answers in order: {bodies[:8]}...")
+
+        def large_echo_to_slow_reader():
+            body = os.urandom(3_000_000)
+            with tls_connect(core, timeout=30) as s:
+                s.sendall(b"POST /echo HTTP/1.1\r\nHost: localhost\r\nContent-Length: %d\r\n\r\n" % len(body) + body)
+                time.sleep(1.0)  # the server's socket fills: encrypted bytes wait in its backlog
+                data = b""
+                while b"\r\n\r\n" not in data:
+                    data += s.recv(65536)
+                head, rest = data.split(b"\r\n\r\n", 1)
+                while len(rest) < len(body):
+                    chunk = s.recv(1 << 20)
+                    expect(chunk, f"closed after {len(rest)} of {len(body)} bytes")
+                    rest += chunk
+                expect(rest == body, "the echo is byte-exact")
+                s.sendall(b"GET / HTTP/1.1\r\nHost: localhost\r\n\r\n")
+                expect(b"Hello, World!" in read_until(s, b"", b"Hello, World!"), "the connection goes on")
+
+        R.check(f"32 pipelined requests in one TLS write are answered in order ({how})", pipelined_over_tls)
+        R.check(f"a 3 MB response to a reader that waits arrives byte-exact over TLS ({how})",
+                large_echo_to_slow_reader)
+
 shutil.rmtree(tmp, ignore_errors=True)
 R.finish()

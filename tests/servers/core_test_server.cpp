@@ -1,5 +1,6 @@
 // A server for the HTTP core integration tests: small limits and timeouts set from the command line, and
 // routes that echo, wait, throw and count, and an event stream with a large head (a head flush that blocks).
+// With --tls-cert and --tls-key, HTTPS (when built with weir::tls).
 // With --plain, only the synchronous routes behind a synchronous stage: an application whose replies are all
 // plain responses, which the connection serves on its fast path (no coroutine while requests come whole).
 
@@ -9,6 +10,9 @@
 #include <weir/router.hpp>
 #include <weir/server.hpp>
 #include <weir/sse.hpp>
+#ifdef WEIR_HAS_OPENSSL
+#include <weir/tls.hpp>
+#endif
 
 #include <asio/steady_timer.hpp>
 #include <asio/this_coro.hpp>
@@ -62,6 +66,7 @@ auto routes(Extra... extra) {
 int main(int argc, char** argv) {
     raise_fd_limit();
     bool plain = false;
+    std::string tls_cert, tls_key;
     weir::server_options options;
     auto ms = [](std::string_view v) { return std::chrono::milliseconds(std::stol(std::string(v))); };
     auto size = [](std::string_view v) { return static_cast<std::size_t>(std::stoul(std::string(v))); };
@@ -78,9 +83,21 @@ int main(int argc, char** argv) {
             else if (flag == "--max-request-line") options.limits.max_request_line = size(value);
             else if (flag == "--max-header-count") options.limits.max_header_count = size(value);
             else if (flag == "--plain") plain = value == "1";
+            else if (flag == "--tls-cert") tls_cert = std::string(value);
+            else if (flag == "--tls-key") tls_key = std::string(value);
             else return false;
             return true;
         });
+
+    if (!tls_cert.empty()) {
+#ifdef WEIR_HAS_OPENSSL
+        weir::tls_options tls;
+        tls.certificates.push_back({.certificate_chain_file = tls_cert, .private_key_file = tls_key});
+        options.tls = std::make_shared<weir::tls_context>(std::move(tls));
+#else
+        return 2;
+#endif
+    }
 
     if (plain) {
         weir::pipeline app{
@@ -93,7 +110,7 @@ int main(int argc, char** argv) {
         static_assert(weir::detail::connection<decltype(app)>::plain_fast_path,
                       "--plain must exercise the connection's fast path");
         weir::server server(std::move(app), options);
-        examples::announce(server.listen());
+        examples::announce(server.listen(), server.is_secure());
         server.run();
         return 0;
     }
@@ -135,7 +152,7 @@ int main(int argc, char** argv) {
     };
 
     weir::server server(std::move(app), options);
-    examples::announce(server.listen());
+    examples::announce(server.listen(), server.is_secure());
     server.run();
     return 0;
 }
