@@ -10,6 +10,7 @@
 #include <chrono>
 #include <concepts>
 #include <cstddef>
+#include <exception>
 #include <functional>
 #include <string>
 #include <string_view>
@@ -82,6 +83,18 @@ concept protocol = requires(P& p, const P& cp, weir::status s, weir::headers& h,
     p.prepare_head(h);
     cp.write_protocol_fields(out);
     { p.run(c) } -> std::same_as<asio::awaitable<void>>;
+};
+
+/// What a session that runs from callbacks calls once when it has ended (on the connection's executor), with the
+/// error that ended it, if any.
+using upgrade_done = std::function<void(std::exception_ptr)>;
+
+/// A protocol whose session can also run from callbacks, with no coroutine kept while it is idle:
+/// `p.start(connection, done)` starts it and returns; the session calls `done` once when it has ended, and
+/// `connection` lives until then. The final stage prefers `start` to `run` when a protocol has both.
+template <class P>
+concept callback_protocol = protocol<P> && requires(P& p, upgraded_connection& c, upgrade_done d) {
+    p.start(c, std::move(d));
 };
 
 } // namespace weir

@@ -662,15 +662,63 @@ private:
         std::string leftover(buffered().substr(consumed));
         release_buffers(); // a stream or session may live for hours: keep only what it uses
         expiry_.cancel(); // the protocol keeps its own timeouts
-        // The session runs in a coroutine of its own, and the HTTP side's coroutines (serve, commit) end: an open
-        // stream or session keeps nothing of the request that started it but this object.
+        // The session runs on its own, and the HTTP side's coroutines (serve, commit) end: an open stream or session
+        // keeps nothing of the request that started it but this object. A protocol that runs from callbacks
+        // keeps no coroutine at all while idle; the others run in a coroutine of their own.
         upgrade_running_ = true;
+        if constexpr (callback_protocol<P>) {
+            auto running = std::make_unique<running_upgrade<P>>(std::move(*p), transport_, std::move(leftover));
+            auto& r = *running;
+            upgrade_ = std::move(running);
+            upgraded_ = &r.link;
+            if (shutting_down_) r.link.begin_shutdown();
+            r.reply.session().start(r.link, [self = this->shared_from_this()](std::exception_ptr e) {
+                self->upgrade_ended(std::move(e));
+            });
+            co_return;
+        }
         asio::co_spawn(transport_.get_executor(),
                        run_upgrade(std::make_unique<pending<P>>(std::move(*p)), std::move(leftover)),
                        [self = this->shared_from_this()](std::exception_ptr) {
                            self->upgrade_running_ = false;
                            self->finish();
                        });
+    }
+
+    // A committed upgrade whose session runs from callbacks: what it needs until it ends.
+    struct running_upgrade_base {
+        running_upgrade_base(weir::transport& t, std::string leftover) : link(t, std::move(leftover)) {}
+        virtual ~running_upgrade_base() = default;
+        virtual void ended(upgrade_summary summary) = 0;
+        upgraded_connection link;
+        clock::time_point started = clock::now();
+    };
+    template <class P>
+    struct running_upgrade final : running_upgrade_base {
+        running_upgrade(pending<P>&& p, weir::transport& t, std::string leftover)
+            : running_upgrade_base(t, std::move(leftover)), reply(std::move(p)) {}
+        void ended(upgrade_summary summary) override { reply.ended(summary); }
+        weir::pending<P> reply;
+    };
+
+    void upgrade_ended(std::exception_ptr e) {
+        if (e) {
+            try {
+                std::rethrow_exception(e);
+            } catch (const std::exception& error) {
+                report_error(options_, fmt::format("upgraded session ended with an error: {}", error.what()));
+            } catch (...) {
+            }
+        }
+        upgraded_ = nullptr;
+        auto running = std::move(upgrade_);
+        try {
+            running->ended(upgrade_summary{clock::now() - running->started, running->link.bytes_written()});
+        } catch (const std::exception& error) {
+            report_error(options_, fmt::format("an on_end callback failed: {}", error.what()));
+        }
+        upgrade_running_ = false;
+        finish();
     }
 
     template <class P>
@@ -722,7 +770,8 @@ private:
     unsigned version_ = 11;  // of the request being answered (10: HTTP/1.0)
     bool idle_ = false;
     bool go_idle_ = false;   // serve() ended because the connection is idle, not closing
-    bool upgrade_running_ = false; // a committed upgrade's session runs (run_upgrade)
+    bool upgrade_running_ = false; // a committed upgrade's session runs
+    std::unique_ptr<running_upgrade_base> upgrade_; // that session's state, when it runs from callbacks
     bool ended_ = false;
     bool handshaking_ = false;
     bool handshake_done_ = false;

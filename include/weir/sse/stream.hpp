@@ -288,6 +288,7 @@ private:
             finish();
         }
         if (ended_) ended_->cancel();
+        if (auto then = std::move(after_producer_)) then();
     }
 
     static bytes heartbeat() {
@@ -310,6 +311,7 @@ private:
     std::unique_ptr<sse_attachment> attachment_;
     std::optional<asio::steady_timer> room_;   // only for producers that wait for room
     asio::steady_timer* ended_ = nullptr;      // the session waiting for its producer to end
+    std::function<void()> after_producer_;     // or what to do once it has ended
     asio::cancellation_signal producer_cancel_;
     std::exception_ptr error_;
     bool waiting_writable_ = false;
@@ -397,10 +399,11 @@ public:
     // The stream is delimited by closing the connection.
     void write_protocol_fields(std::string& out) const { out += "Connection: close\r\n"; }
 
-    // Writing is driven by callbacks (events pushed, the socket writable again, the loop's deadline sweep);
-    // this coroutine only waits for the client to send something or leave, which is the stream's one pending
-    // wait while it is idle. A producer runs as a coroutine of its own, cancelled when the stream ends.
-    asio::awaitable<void> run(upgraded_connection& connection) {
+    // Writing is driven by callbacks (events pushed, the socket writable again, the loop's deadline sweep), and
+    // so is the stream's one wait while it is idle: for the client to send something or leave. No coroutine is
+    // kept for an idle stream (see weir::callback_protocol); a producer runs as a coroutine of its own,
+    // cancelled when the stream ends.
+    void start(upgraded_connection& connection, upgrade_done done) {
         weir::transport& stream = connection.transport();
         auto channel = std::make_shared<detail::sse_channel>(stream, options_, &connection);
         connection.on_shutdown([weak = std::weak_ptr<detail::sse_channel>(channel)] {
@@ -414,33 +417,23 @@ public:
         channel->flush(); // writes the retry field, or arms the first heartbeat
         if (auto subscribe = std::move(subscription_)) subscribe(channel, last_event_id_);
         if (producer_) start_producer(channel);
+        watch_client(std::move(channel), connection, std::move(done));
+    }
 
-        auto& loop = detail::event_loop::of(detail::io_context_of(channel->get_executor()));
-        while (channel->is_open()) {
-            asio::error_code ec;
-            co_await stream.async_wait_readable(asio::redirect_error(asio::use_awaitable, ec));
-            if (ec || !channel->is_open()) break;
-            // Clients send nothing on an event stream: what arrives is read into the loop's buffer and dropped.
-            auto buffer = loop.receive_buffer();
-            stream.read_some(asio::buffer(buffer.data(), buffer.size()), ec);
-            if (ec && ec != asio::error::would_block) break; // gone (eof or reset)
-        }
-        channel->abort();
-        if (channel->producer_running_) {
-            // The producer was cancelled: it ends at its next wait.
-            asio::steady_timer ended(channel->get_executor(), asio::steady_timer::time_point::max());
-            struct unhook {
-                detail::sse_channel& c;
-                ~unhook() { c.ended_ = nullptr; }
-            } guard{*channel};
-            channel->ended_ = &ended;
+    // The same session as a coroutine: waits until start()'s session has ended.
+    asio::awaitable<void> run(upgraded_connection& connection) {
+        asio::steady_timer ended(connection.transport().get_executor(), asio::steady_timer::time_point::max());
+        std::exception_ptr error;
+        bool over = false;
+        start(connection, [&](std::exception_ptr e) {
+            error = std::move(e);
+            over = true;
+            ended.cancel();
+        });
+        while (!over) {
             asio::error_code ec;
             co_await ended.async_wait(asio::redirect_error(asio::use_awaitable, ec));
         }
-        auto error = channel->error_;
-        channel->detach();
-        connection.on_shutdown({});
-        stream.shutdown_send();
         if (error) std::rethrow_exception(error);
     }
 
@@ -454,6 +447,53 @@ private:
                                                     [channel](std::exception_ptr e) {
                                                         channel->producer_ended(std::move(e));
                                                     }));
+    }
+
+    // Clients send nothing on an event stream: what arrives is read into the loop's buffer and dropped. The wait
+    // ends when the client leaves or the channel aborts (which cancels it).
+    static void watch_client(std::shared_ptr<detail::sse_channel> channel, upgraded_connection& connection,
+                             upgrade_done done) {
+        if (!channel->is_open()) { // ended already (a shutdown that came first, a failed write)
+            end_stream(std::move(channel), connection, std::move(done));
+            return;
+        }
+        weir::transport& stream = connection.transport();
+        stream.async_wait_readable([channel = std::move(channel), &connection,
+                                    done = std::move(done)](asio::error_code ec) mutable {
+            if (!ec && channel->is_open()) {
+                auto& loop = detail::event_loop::of(detail::io_context_of(channel->get_executor()));
+                auto buffer = loop.receive_buffer();
+                connection.transport().read_some(asio::buffer(buffer.data(), buffer.size()), ec);
+                if (!ec || ec == asio::error::would_block) {
+                    watch_client(std::move(channel), connection, std::move(done));
+                    return;
+                }
+            }
+            end_stream(std::move(channel), connection, std::move(done));
+        });
+    }
+
+    static void end_stream(std::shared_ptr<detail::sse_channel> channel, upgraded_connection& connection,
+                           upgrade_done done) {
+        channel->abort();
+        if (channel->producer_running_) {
+            // The producer was cancelled: it ends at its next wait, and the stream with it.
+            auto* c = channel.get();
+            c->after_producer_ = [channel = std::move(channel), &connection, done = std::move(done)]() mutable {
+                finish_stream(std::move(channel), connection, std::move(done));
+            };
+            return;
+        }
+        finish_stream(std::move(channel), connection, std::move(done));
+    }
+
+    static void finish_stream(std::shared_ptr<detail::sse_channel> channel, upgraded_connection& connection,
+                              upgrade_done done) {
+        auto error = channel->error_;
+        channel->detach();
+        connection.on_shutdown({});
+        connection.transport().shutdown_send();
+        done(std::move(error));
     }
 
     // Owns what the producer uses (its closure, its stream), so it may outlive the session by a wait.
