@@ -145,11 +145,15 @@ public:
         return true;
     }
 
-    // Delivers live events of `topic` (of every topic if empty) with an id greater than `after` to `s` from
-    // now on (on its loop).
-    void go_live(topic_subscriber& s, std::uint64_t after, std::string_view topic = {}) {
+    // Delivers live events of every topic of `s` with an id greater than `after` to it from now on (on its loop).
+    void go_live(topic_subscriber& s, std::uint64_t after) {
+        for (auto& r : s.registrations_) r.slot->members[r.index].live_after = after;
+    }
+
+    // The same for one topic of `s`.
+    void go_live(topic_subscriber& s, std::uint64_t after, std::string_view topic) {
         for (auto& r : s.registrations_)
-            if (topic.empty() || r.topic == topic) r.slot->members[r.index].live_after = after;
+            if (r.topic == topic) r.slot->members[r.index].live_after = after;
     }
 
     // Unregisters `s` from `topic` (on its loop); false if it was not registered.
