@@ -168,6 +168,14 @@ void run_until(asio::io_context& io, const std::function<bool()>& done, std::chr
     }
 }
 
+// The WebSocket clients leave and their sessions end (their handlers return, so their memberships go) before
+// the loop is destroyed.
+void end_sessions(asio::io_context& io, weir::topics& t, std::vector<ws_client*> clients) {
+    for (auto* c : clients) c->sockets->client.close();
+    run_until(io, [&] { return t.subscriber_count() == 0; });
+    CHECK(t.subscriber_count() == 0);
+}
+
 std::vector<std::string> ids_of(const std::vector<sse_client::event>& events) {
     std::vector<std::string> out;
     for (auto& e : events) out.push_back(e.type == "reset" ? "reset" : e.id);
@@ -199,6 +207,9 @@ TEST_CASE("one publish reaches the SSE streams and WebSocket sessions of its top
     CHECK(sse_sport.text == "id: " + std::to_string(second) + "\ndata: goal\n\n");
     CHECK(ws_news.messages == std::vector<std::string>{"hello"});
     CHECK(ws_both.messages == std::vector<std::string>{"hello", "goal"});
+    sse_news.sockets->client.close();
+    sse_sport.sockets->client.close();
+    end_sessions(io, t, {&ws_news, &ws_both});
 }
 
 TEST_CASE("a burst published between two loop turns reaches each subscriber whole and in order") {
@@ -215,6 +226,8 @@ TEST_CASE("a burst published between two loop turns reaches each subscriber whol
     CHECK(ids_of(sse.events()) == published);
     REQUIRE(ws.messages.size() == 10);
     for (int i = 0; i < 10; ++i) CHECK(ws.messages[i] == "m" + std::to_string(i));
+    sse.sockets->client.close();
+    end_sessions(io, t, {&ws});
 }
 
 TEST_CASE("a WebSocket session joins and leaves topics at run time") {
@@ -253,6 +266,7 @@ TEST_CASE("a WebSocket session joins and leaves topics at run time") {
     ws.read_for(50ms, pump);
     CHECK(ws.messages == std::vector<std::string>{"a1", "b2"});
     CHECK(t.subscriber_count() == 1);
+    end_sessions(io, t, {&ws});
 }
 
 TEST_CASE("a stream resuming with Last-Event-ID gets the events it missed, then live ones, with no reset") {
@@ -382,6 +396,7 @@ TEST_CASE("a WebSocket subscriber whose send queue is full is closed with 1008, 
         run_until(io, [&] { return t.subscriber_count() == 0; }, 1s);
         if (policy == weir::websocket_full_queue_policy::close_session) CHECK(t.subscriber_count() == 0);
         else CHECK(t.subscriber_count() == 1);
+        end_sessions(io, t, {&ws});
     }
 }
 
@@ -447,11 +462,15 @@ TEST_CASE("publishers on four threads reach SSE and WebSocket subscribers on fou
         }
         CHECK(ordered);
     }
+    // The WebSocket clients leave and their sessions end; the streams stay open while their loops are destroyed.
+    for (auto& c : sessions) c.sockets->client.close();
+    for (int wait = 0; wait < 5000 && t.subscriber_count() > streams.size(); ++wait) std::this_thread::sleep_for(1ms);
+    CHECK(t.subscriber_count() == streams.size());
     stop = true;
     for (auto& th : threads) th.join();
-    streams.clear();
     sessions.clear();
-    ios.clear(); // the loops are destroyed with their streams and sessions open: they leave
+    streams.clear(); // the socket pairs stay with the streams' sessions, open
+    ios.clear();     // the loops are destroyed with their streams open: the streams leave
     CHECK(t.subscriber_count() == 0);
     CHECK(t.publish("all", "to no one") > total);
 }
