@@ -747,11 +747,16 @@ def topics_cell(server, kind, subscribers, burst):
     if ARGS.quick:
         deliveries //= 5
     rounds = max(1, deliveries // (subscribers * burst))
-    port = free_port()
-    with Running([server, "--port", str(port)], port) as srv:
-        out = sh(["taskset", "-c", "1", bench_exe("weir_topics_client"), kind, str(port), str(srv.proc.pid),
-                  str(subscribers), str(burst), str(rounds)])
-    return {k: float(v) for k, v in re.findall(r"(\w+)=([\d.]+)", out)}
+    for attempt in range(2):
+        port = free_port()
+        with Running([server, "--port", str(port)], port) as srv:
+            client = subprocess.run(["taskset", "-c", "1", bench_exe("weir_topics_client"), kind, str(port),
+                                     str(srv.proc.pid), str(subscribers), str(burst), str(rounds)],
+                                    capture_output=True, text=True)
+        if client.returncode == 0:
+            return {k: float(v) for k, v in re.findall(r"(\w+)=([\d.]+)", client.stdout)}
+        log(f"topics: the client failed ({client.stderr.strip()}); " + ("retrying" if attempt == 0 else "giving up"))
+    raise RuntimeError("the topics client failed twice")
 
 
 def run_topics():
