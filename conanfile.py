@@ -14,12 +14,19 @@ class WeirConan(ConanFile):
     topics = ("http", "server", "sse", "websocket", "asio", "header-only")
     package_type = "header-library"
     settings = "os", "arch", "compiler", "build_type"
+    # with_tls: HTTPS and WSS on OpenSSL 3 (<weir/tls.hpp>); with_zlib: the gzip stage.
+    options = {"with_tls": [True, False], "with_zlib": [True, False]}
+    default_options = {"with_tls": False, "with_zlib": False}
     exports_sources = "include/*", "cmake/*", "CMakeLists.txt", "LICENSE"
     no_copy_source = True
 
     def requirements(self):
         self.requires("asio/1.29.0")
         self.requires("fmt/10.2.1")
+        if self.options.with_tls:
+            self.requires("openssl/[>=3 <4]")
+        if self.options.with_zlib:
+            self.requires("zlib/[>=1.2.11 <2]")
 
     def layout(self):
         cmake_layout(self)
@@ -39,5 +46,11 @@ class WeirConan(ConanFile):
         self.cpp_info.libdirs = []
         self.cpp_info.defines = ["ASIO_STANDALONE", "ASIO_NO_DEPRECATED"]
         self.cpp_info.requires = ["asio::asio", "fmt::fmt"]
+        if self.options.with_tls:
+            self.cpp_info.defines.append("WEIR_HAS_OPENSSL=1")
+            self.cpp_info.requires.append("openssl::openssl")
+        if self.options.with_zlib:
+            self.cpp_info.defines.append("WEIR_HAS_ZLIB=1")
+            self.cpp_info.requires.append("zlib::zlib")
         if self.settings.os in ("Linux", "FreeBSD"):
             self.cpp_info.system_libs = ["pthread"]

@@ -7,6 +7,7 @@ docs/benchmarks.png (gnuplot).
     bench/run.py [--quick] [--rounds N] [--duration SECONDS] [--no-build] [--only idle-scale]
     bench/run.py --only topics [--topics-baseline REF] [--quick] [--no-build]
 
+`--only websocket-deflate` runs bench/websocket_deflate.py (permessage-deflate memory and broadcast CPU).
 `--only idle-scale` runs only the idle-connections-at-scale measurement (3 to 6 minutes) and rewrites that
 section of docs/benchmarks.md, leaving the rest of the page as it is.
 
@@ -60,7 +61,7 @@ def parse_args():
                    help="rewrite the page from the last run's results (build-bench/results.json)")
     p.add_argument("--topics-baseline", metavar="REF",
                    help="with --only topics: also measure the pre-topics fan-out at this git commit")
-    p.add_argument("--only", choices=["idle-scale", "topics"],
+    p.add_argument("--only", choices=["idle-scale", "websocket-deflate", "topics"],
                    help="run one mode alone and rewrite its section of the page")
     p.add_argument("--build-dir", help="build directory (default build-bench/)")
     a = p.parse_args()
@@ -1035,6 +1036,15 @@ def main():
     if ARGS.build_dir:
         BUILD = os.path.abspath(ARGS.build_dir)
     saved = os.path.join(BUILD, "results.json")
+    if ARGS.only == "websocket-deflate":
+        # permessage-deflate: RSS per session for each setting, and CPU per broadcast delivery vs plain
+        # (bench/websocket_deflate.py). Needs tests/websocket_deflate_server from a build with tests: build/
+        # unless --build-dir. Prints its tables; docs/benchmarks.md is left as it is.
+        import sys
+        sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+        import websocket_deflate
+        websocket_deflate.main(["all", "--build-dir", ARGS.build_dir or os.path.join(ROOT, "build")])
+        return
     if ARGS.only == "idle-scale":
         if not ARGS.no_build:
             build(BUILD_TARGETS["idle-scale"])

@@ -1,5 +1,6 @@
 // GET /plaintext -> "Hello, World!" with three headers, for the side-by-side benchmark.
-//   weir_plaintext [--port N] [--stages bare|pipeline]
+//   weir_plaintext [--port N] [--stages bare|pipeline] [--tls-cert FILE --tls-key FILE]
+// With a certificate (built with weir::tls) it serves HTTPS, for bench/tls.py.
 // bare: the handler sets the headers. pipeline: five stages do (request id, security headers x2, CORS-like,
 // timing), as a real service would.
 
@@ -9,6 +10,9 @@
 #include <weir/pipeline.hpp>
 #include <weir/router.hpp>
 #include <weir/server.hpp>
+#ifdef WEIR_HAS_OPENSSL
+#include <weir/tls.hpp>
+#endif
 
 #include <string>
 
@@ -58,12 +62,26 @@ struct method_guard {
 int main(int argc, char** argv) {
     weir::server_options options;
     std::string stages = "bare";
-    examples::parse_command_line(argc, argv, options, "[--port N] [--stages bare|pipeline]",
+    std::string cert, key;
+    examples::parse_command_line(argc, argv, options,
+                                 "[--port N] [--stages bare|pipeline] [--tls-cert FILE --tls-key FILE]",
                                  [&](std::string_view flag, std::string_view value) {
-                                     if (flag != "--stages") return false;
-                                     stages = std::string(value);
+                                     if (flag == "--stages") stages = std::string(value);
+                                     else if (flag == "--tls-cert") cert = std::string(value);
+                                     else if (flag == "--tls-key") key = std::string(value);
+                                     else return false;
                                      return true;
                                  });
+    if (!cert.empty()) {
+#ifdef WEIR_HAS_OPENSSL
+        weir::tls_options tls;
+        tls.certificates.push_back({.certificate_chain_file = cert, .private_key_file = key});
+        options.tls = std::make_shared<weir::tls_context>(std::move(tls));
+#else
+        fmt::print(stderr, "built without weir::tls\n");
+        return 2;
+#endif
+    }
     options.threads = 1;
     options.handle_signals = true;
 
@@ -76,7 +94,7 @@ int main(int argc, char** argv) {
             return r;
         })};
         weir::server server(std::move(app), options);
-        examples::announce(server.listen());
+        examples::announce(server.listen(), server.is_secure());
         server.run();
     } else {
         static std::size_t counter = 0;
@@ -85,7 +103,7 @@ int main(int argc, char** argv) {
             weir::router{weir::get<"/plaintext">([](const auto&) { return weir::response(weir::status::ok, "Hello, World!"); })},
         };
         weir::server server(std::move(app), options);
-        examples::announce(server.listen());
+        examples::announce(server.listen(), server.is_secure());
         server.run();
     }
     return 0;

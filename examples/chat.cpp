@@ -3,6 +3,12 @@
 // page, the event stream's head and the 101.
 //
 //   chat [--bind ADDR] [--port N] [--allow-origin ORIGIN]... [--token T] [--heartbeat-ms MS] [--threads N]
+//        [--tls-cert FILE --tls-key FILE]... [--no-deflate]
+//
+// With --tls-cert and --tls-key it serves HTTPS and WSS (built with weir::tls); repeat the pair for more
+// certificates, chosen by the name a client asks for (SNI), the first being the default. SIGHUP reloads them.
+// WebSocket messages are compressed (permessage-deflate) when the client offers it, as browsers do, and weir
+// was built with zlib; --no-deflate turns that off.
 //
 // Routes: GET / (the page), GET /events (SSE, replays after Last-Event-ID), POST /messages (202), GET /ws.
 
@@ -10,10 +16,16 @@
 #include "example_options.hpp"
 
 #include <weir/weir.hpp>
+#ifdef WEIR_HAS_OPENSSL
+#include <weir/tls.hpp>
+#endif
+
+#include <asio/signal_set.hpp>
 
 #include <charconv>
 #include <memory>
 #include <string>
+#include <thread>
 #include <vector>
 
 namespace {
@@ -78,11 +90,22 @@ int main(int argc, char** argv) {
     std::vector<std::string> origins;
     std::string token;
     unsigned long heartbeat_ms = 15'000;
+    std::vector<std::string> tls_certs, tls_keys;
+    // --no-deflate takes no value: it is taken out before the common flags, which all do, are parsed.
+    bool deflate = true;
+    std::vector<char*> args;
+    for (int i = 0; i < argc; ++i) {
+        if (i > 0 && std::string_view(argv[i]) == "--no-deflate") deflate = false;
+        else args.push_back(argv[i]);
+    }
     examples::parse_command_line(
-        argc, argv, options,
-        "[--bind ADDR] [--port N] [--allow-origin ORIGIN]... [--token T] [--heartbeat-ms MS] [--threads N]",
+        static_cast<int>(args.size()), args.data(), options,
+        "[--bind ADDR] [--port N] [--allow-origin ORIGIN]... [--token T] [--heartbeat-ms MS] [--threads N] "
+        "[--tls-cert FILE --tls-key FILE]... [--no-deflate]",
         [&](std::string_view flag, std::string_view value) {
             if (flag == "--allow-origin") origins.emplace_back(value);
+            else if (flag == "--tls-cert") tls_certs.emplace_back(value);
+            else if (flag == "--tls-key") tls_keys.emplace_back(value);
             else if (flag == "--token") token = std::string(value);
             else if (flag == "--heartbeat-ms") {
                 auto [p, ec] = std::from_chars(value.data(), value.data() + value.size(), heartbeat_ms);
@@ -90,6 +113,27 @@ int main(int argc, char** argv) {
             } else return false;
             return true;
         });
+
+    if (tls_certs.size() != tls_keys.size()) {
+        fmt::print(stderr, "each --tls-cert needs its --tls-key\n");
+        return 2;
+    }
+    if (!tls_certs.empty()) {
+#ifdef WEIR_HAS_OPENSSL
+        weir::tls_options tls;
+        for (std::size_t i = 0; i < tls_certs.size(); ++i)
+            tls.certificates.push_back({.certificate_chain_file = tls_certs[i], .private_key_file = tls_keys[i]});
+        try {
+            options.tls = std::make_shared<weir::tls_context>(std::move(tls));
+        } catch (const weir::tls_error& e) {
+            fmt::print(stderr, "{}\n", e.what());
+            return 1;
+        }
+#else
+        fmt::print(stderr, "this chat was built without TLS: build it with weir::tls (OpenSSL 3)\n");
+        return 2;
+#endif
+    }
 
     weir::topics_options room_options;
     room_options.history.events = 1000;
@@ -99,6 +143,12 @@ int main(int argc, char** argv) {
     weir::websocket_options ws_options;
     ws_options.max_message_size = max_message;
     ws_options.allowed_origins = origins; // and the page's own (check_origin is on by default)
+    // A chat broadcasts: without a server context each message is compressed once for all its readers, and
+    // an idle member holds no compressor.
+    ws_options.deflate.enabled = deflate;
+    ws_options.deflate.server_context_takeover = false;
+    ws_options.deflate.client_context_takeover = false;
+    ws_options.deflate.threshold = 256;
 
     weir::cors_config cors_config;
     cors_config.allowed_origins = origins;
@@ -107,7 +157,8 @@ int main(int argc, char** argv) {
 
     weir::pipeline app{
         weir::request_id{},
-        weir::security_headers{},
+        // Strict-Transport-Security goes only on answers over TLS (browsers ignore it over plain HTTP).
+        weir::security_headers{.strict_transport_security = "max-age=31536000"},
         weir::cors<weir::cors_credentials::include>(cors_config),
         require_token{token},
         weir::router{
@@ -139,7 +190,32 @@ int main(int argc, char** argv) {
     };
 
     weir::server server(std::move(app), options);
-    examples::announce(server.listen());
+    examples::announce(server.listen(), server.is_secure());
+
+    // SIGHUP reloads the certificates (renewed by certbot, say): new connections get them, open ones keep
+    // theirs. A reload that fails keeps the previous certificates and says why.
+    asio::io_context reloads;
+    asio::signal_set hangup(reloads, SIGHUP);
+    std::function<void()> on_hangup = [&] {
+        hangup.async_wait([&](const asio::error_code& ec, int) {
+            if (ec) return;
+            try {
+                server.reload_tls();
+                fmt::print(stderr, "chat: TLS certificates reloaded\n");
+            } catch (const std::exception& e) {
+                fmt::print(stderr, "chat: TLS reload failed, still serving the previous certificates: {}\n",
+                           e.what());
+            }
+            on_hangup();
+        });
+    };
+    std::thread reloader;
+    if (server.is_secure()) {
+        on_hangup();
+        reloader = std::thread([&] { reloads.run(); });
+    }
     server.run();
+    reloads.stop();
+    if (reloader.joinable()) reloader.join();
     return 0;
 }

@@ -57,10 +57,10 @@ inline void parse_command_line(int argc, char** argv, weir::server_options& opti
     }
 }
 
-// The line tests and scripts wait for: "listening on http://ADDR:PORT", flushed.
-inline void announce(const asio::ip::tcp::endpoint& ep) {
+// The line tests and scripts wait for: "listening on http://ADDR:PORT" (https with TLS), flushed.
+inline void announce(const asio::ip::tcp::endpoint& ep, bool secure = false) {
     auto address = ep.address().is_v6() ? fmt::format("[{}]", ep.address().to_string()) : ep.address().to_string();
-    fmt::print("listening on http://{}:{}\n", address, ep.port());
+    fmt::print("listening on {}://{}:{}\n", secure ? "https" : "http", address, ep.port());
     std::fflush(stdout);
 }
 

@@ -44,16 +44,43 @@ class server {
                   "weir: the application must return a reply (weir::response, weir::pending<P>, "
                   "weir::reply<...>) or an asio::awaitable of one");
 
-    struct worker {
+    // Connections are found by address (a connection knows itself, not its shared_ptr).
+    struct by_address {
+        using is_transparent = void;
+        std::size_t operator()(const detail::connection_base* c) const noexcept {
+            return std::hash<const void*>()(c);
+        }
+        std::size_t operator()(const std::shared_ptr<detail::connection_base>& c) const noexcept {
+            return (*this)(c.get());
+        }
+        template <class A, class B>
+        bool operator()(const A& a, const B& b) const noexcept {
+            return to_pointer(a) == to_pointer(b);
+        }
+        static const detail::connection_base* to_pointer(const detail::connection_base* c) noexcept { return c; }
+        static const detail::connection_base* to_pointer(const std::shared_ptr<detail::connection_base>& c) noexcept {
+            return c.get();
+        }
+    };
+
+    struct worker final : detail::connection_owner {
+        explicit worker(server& s) : owner(s) {}
+        server& owner;
         asio::io_context io{1};
         asio::executor_work_guard<asio::io_context::executor_type> guard{io.get_executor()};
-        std::unordered_set<std::shared_ptr<detail::connection_base>> connections;
+        std::unordered_set<std::shared_ptr<detail::connection_base>, by_address, by_address> connections;
+
+        void connection_ended(detail::connection_base& c) override {
+            if (auto it = connections.find(&c); it != connections.end()) connections.erase(it);
+            --owner.live_;
+            owner.maybe_finish();
+        }
     };
 
 public:
     server(App app, server_options options = {}) : app_(std::move(app)), options_(std::move(options)) {
         if (options_.threads == 0) options_.threads = 1;
-        for (unsigned i = 0; i < options_.threads; ++i) workers_.push_back(std::make_unique<worker>());
+        for (unsigned i = 0; i < options_.threads; ++i) workers_.push_back(std::make_unique<worker>(*this));
     }
 
     server(const server&) = delete;
@@ -134,6 +161,18 @@ public:
         });
     }
 
+    /// Reads the TLS certificates and keys again (`options.tls->reload()`): connections accepted from now on use
+    /// the new ones, open connections keep theirs. Thread-safe (call it from a SIGHUP handler's thread, say).
+    /// Throws weir::tls_error (the certificates in use stay) if they cannot be loaded, std::logic_error if the
+    /// server does not serve TLS.
+    void reload_tls() {
+        if (!options_.tls) throw std::logic_error("weir: reload_tls() on a server without TLS (server_options::tls)");
+        options_.tls->reload();
+    }
+
+    /// True when the server speaks TLS (server_options::tls is set).
+    bool is_secure() const noexcept { return options_.tls != nullptr; }
+
     /// The number of open connections (for tests and metrics).
     std::size_t connection_count() const noexcept { return live_.load(); }
 
@@ -144,7 +183,7 @@ private:
             worker& w = *workers_[next];
             next = (next + 1) % workers_.size();
             asio::error_code ec;
-            asio::ip::tcp::socket socket(w.io);
+            transport::socket_type socket(w.io);
             co_await acceptor_->async_accept(socket, asio::redirect_error(asio::use_awaitable, ec));
             if (ec) {
                 if (ec == asio::error::operation_aborted || stopping_) co_return;
@@ -163,17 +202,24 @@ private:
         }
     }
 
-    void start(worker& w, asio::ip::tcp::socket socket) {
-        auto c = std::make_shared<detail::connection<App>>(std::move(socket), app_, options_);
+    void start(worker& w, transport::socket_type socket) {
+        std::unique_ptr<detail::secure_layer> secure;
+        if (options_.tls) {
+            try {
+                secure = options_.tls->secure(socket);
+            } catch (const std::exception& e) {
+                detail::report_error(options_, fmt::format("cannot start TLS on a connection: {}", e.what()));
+                asio::error_code ec;
+                socket.close(ec);
+                --live_;
+                maybe_finish();
+                return;
+            }
+        }
+        auto c = std::make_shared<detail::connection<App>>(std::move(socket), std::move(secure), app_, options_, w);
         w.connections.insert(c);
         if (stopping_) c->begin_shutdown();
-        // The slot lets shutdown cancel what the connection awaits, its handler's awaits included.
-        asio::co_spawn(w.io, c->run(),
-                       asio::bind_cancellation_slot(c->cancellation_slot(), [this, &w, c](std::exception_ptr) {
-                           w.connections.erase(c);
-                           --live_;
-                           maybe_finish();
-                       }));
+        c->start();
     }
 
     // Once shutting down and every connection is gone, the shutdown timer need not hold the loop open.

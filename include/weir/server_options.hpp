@@ -1,10 +1,12 @@
 #pragma once
 
 #include <weir/http/parser.hpp>
+#include <weir/transport.hpp>
 
 #include <chrono>
 #include <cstddef>
 #include <functional>
+#include <memory>
 #include <string>
 #include <string_view>
 
@@ -25,6 +27,10 @@ struct server_options {
     std::chrono::milliseconds idle_timeout{60'000};     ///< a keep-alive connection may idle this long
     std::chrono::milliseconds write_timeout{30'000};    ///< a response write must finish within this
     std::chrono::milliseconds shutdown_timeout{10'000}; ///< graceful shutdown waits this long, then cancels (503)
+
+    /// HTTPS: a weir::tls_context (<weir/tls.hpp>, CMake target weir::tls). Null: plain HTTP. The TLS handshake
+    /// must finish within header_timeout.
+    std::shared_ptr<transport_security> tls{};
 
     bool handle_signals = true; ///< SIGINT and SIGTERM start a graceful shutdown
 

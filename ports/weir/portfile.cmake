@@ -7,9 +7,16 @@ vcpkg_from_github(
     HEAD_REF main
 )
 
+vcpkg_check_features(OUT_FEATURE_OPTIONS FEATURE_OPTIONS
+    FEATURES
+        tls WEIR_WITH_TLS
+        zlib WEIR_WITH_ZLIB
+)
+
 vcpkg_cmake_configure(
     SOURCE_PATH "${SOURCE_PATH}"
     OPTIONS
+        ${FEATURE_OPTIONS}
         -DWEIR_BUILD_TESTS=OFF
         -DWEIR_BUILD_EXAMPLES=OFF
         -DWEIR_BUILD_BENCH=OFF

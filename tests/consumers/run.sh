@@ -41,7 +41,7 @@ prefix=$work/prefix
   cmake --install "$work/weir-build" --prefix "$prefix"
   for f in include/weir/weir.hpp include/weir/version.hpp include/weir/detail/connection.hpp \
            share/weir/cmake/weirConfig.cmake share/weir/cmake/weirConfigVersion.cmake \
-           share/weir/cmake/weirTargets.cmake share/pkgconfig/weir.pc; do
+           share/weir/cmake/weirTargets.cmake share/pkgconfig/weir.pc share/pkgconfig/weir-tls.pc; do
     test -f "$prefix/$f" || { echo "missing $f"; exit 1; }
   done
   # Exactly the public headers, nothing else under include/.
@@ -60,12 +60,13 @@ consume_cmake() { # NAME CXX CMAKE_ARGS...
   report "$name" $?
 }
 
-# 2. find_package(weir CONFIG) from the installed prefix, with GCC (and the zlib component) and with Clang 14
-#    (whose coroutine definitions come from the exported target).
-consume_cmake cmake-find-package g++ -DWEIR_CONSUME=package -DCMAKE_PREFIX_PATH="$prefix" -DWEIR_CONSUMER_ZLIB=ON
+# 2. find_package(weir CONFIG) from the installed prefix, with GCC (and the zlib and tls components) and with
+#    Clang 14 (whose coroutine definitions come from the exported target).
+consume_cmake cmake-find-package g++ -DWEIR_CONSUME=package -DCMAKE_PREFIX_PATH="$prefix" -DWEIR_CONSUMER_ZLIB=ON \
+  -DWEIR_CONSUMER_TLS=ON
 consume_cmake cmake-find-package-clang "$clang" -DWEIR_CONSUME=package -DCMAKE_PREFIX_PATH="$prefix"
-# 3. add_subdirectory of the source tree.
-consume_cmake cmake-add-subdirectory g++ -DWEIR_CONSUME=subdirectory -DWEIR_SOURCE_DIR="$root"
+# 3. add_subdirectory of the source tree (with weir::tls).
+consume_cmake cmake-add-subdirectory g++ -DWEIR_CONSUME=subdirectory -DWEIR_SOURCE_DIR="$root" -DWEIR_CONSUMER_TLS=ON
 # 4. FetchContent: from a local directory, and from a release-style archive (URL file://) holding only what
 #    the conan recipe exports: CMakeLists.txt, cmake/, include/, LICENSE.
 consume_cmake cmake-fetchcontent-dir g++ -DWEIR_CONSUME=fetchcontent -DWEIR_SOURCE_DIR="$root"
@@ -115,6 +116,9 @@ export PKG_CONFIG_PATH="$prefix/share/pkgconfig"
 plain pkg-config-flags g++ $warnings $(pkg-config --cflags weir) "$consumers/app/app.cpp" $(pkg-config --libs weir)
 # shellcheck disable=SC2046,SC2086
 plain pkg-config-flags-clang "$clang" $warnings $(pkg-config --cflags weir) "$consumers/app/app.cpp" $(pkg-config --libs weir)
+# shellcheck disable=SC2046,SC2086
+plain pkg-config-tls-flags g++ $warnings $(pkg-config --cflags weir-tls) "$consumers/app/app.cpp" \
+  $(pkg-config --libs weir-tls)
 # shellcheck disable=SC2046,SC2086
 plain include-flags g++ $warnings -std=c++20 -I"$root/include" -DASIO_STANDALONE $(pkg-config --cflags fmt) \
   "$consumers/app/app.cpp" $(pkg-config --libs fmt) -pthread

@@ -21,7 +21,7 @@ export async function startServer(name, args = []) {
     const timer = setTimeout(() => reject(new Error("server did not announce its port")), 30000);
     proc.on("exit", (code) => reject(new Error(`${name} exited with ${code}`)));
     rl.on("line", (line) => {
-      const m = line.match(/listening on (http:\/\/\S+)/);
+      const m = line.match(/listening on (https?:\/\/\S+)/);
       if (m) {
         clearTimeout(timer);
         resolve(m[1]);

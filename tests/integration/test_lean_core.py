@@ -136,8 +136,8 @@ with Server("core_test_server", "--header-timeout-ms", "700", "--body-timeout-ms
             pipelined_upgrade)
 
 
-def split_heads(threads):
-    with Server("core_test_server", "--threads", str(threads)) as srv:
+def split_heads(threads, plain=False):
+    with Server("core_test_server", "--threads", str(threads), *(("--plain", "1") if plain else ())) as srv:
         def many_split_heads():
             n = 200
             socks = [srv.connect(timeout=20) for _ in range(n)]
@@ -153,12 +153,14 @@ def split_heads(threads):
                     bad.append(i)
                 s.close()
             expect(not bad, f"{len(bad)} of {n} answered wrongly: {bad[:10]}")
-        R.check(f"200 connections whose heads are split across reads are all answered ({threads} threads)",
+        what = ", fast path" if plain else ""
+        R.check(f"200 connections whose heads are split across reads are all answered ({threads} threads{what})",
                 many_split_heads)
 
 
 split_heads(1)
 split_heads(4)
+split_heads(4, plain=True)  # the first read finds part of a head: the connection hands over to its coroutine
 
 
 fds = raise_fd_limit()

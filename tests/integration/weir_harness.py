@@ -35,11 +35,12 @@ class Server:
             line = self.proc.stdout.readline()
             if not line:
                 raise RuntimeError(f"{self.cmd[0]} exited before listening: {self.proc.stderr.read()}")
-            m = re.match(r"listening on http://(\[[^\]]+\]|[^:]+):(\d+)", line)
+            m = re.match(r"listening on (https?)://(\[[^\]]+\]|[^:]+):(\d+)", line)
             if m:
-                self.host = m.group(1).strip("[]")
-                self.port = int(m.group(2))
-                self.url = f"http://{m.group(1)}:{self.port}"
+                self.scheme = m.group(1)
+                self.host = m.group(2).strip("[]")
+                self.port = int(m.group(3))
+                self.url = f"{self.scheme}://{m.group(2)}:{self.port}"
                 return self
         raise RuntimeError("server did not announce its port")
 

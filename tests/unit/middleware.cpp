@@ -55,9 +55,10 @@ auto handler = [](const auto& req) -> weir::reply<weir::sse, weir::websocket> {
 const std::vector<std::string> paths = {"/plain", "/sse", "/ws"};
 
 template <class App>
-auto run(App& app, std::string_view path, std::vector<weir::request_field> extra = {}) {
+auto run(App& app, std::string_view path, std::vector<weir::request_field> extra = {}, bool over_tls = false) {
     auto m = base_request(path);
     for (auto& f : extra) m.fields_.push_back(f);
+    m.secure_ = over_tls;
     return app(weir::request<>(m));
 }
 
@@ -89,12 +90,27 @@ TEST_CASE("security_headers reach a plain response, an SSE head and a 101") {
     weir::pipeline app{weir::security_headers{.strict_transport_security = "max-age=60"}, handler};
     for (auto& p : paths) {
         CAPTURE(p);
-        auto r = run(app, p);
+        auto r = run(app, p, {}, true);
         CHECK(r.headers().get("X-Content-Type-Options") == "nosniff");
         CHECK(r.headers().get("X-Frame-Options") == "DENY");
         CHECK(r.headers().get("Referrer-Policy") == "no-referrer");
         CHECK(r.headers().get("Strict-Transport-Security") == "max-age=60");
         CHECK(!r.headers().contains("Content-Security-Policy"));
+    }
+}
+
+TEST_CASE("Strict-Transport-Security goes only on requests that came over TLS, unless TLS ends at a proxy") {
+    weir::pipeline app{weir::security_headers{.strict_transport_security = "max-age=60"}, handler};
+    weir::pipeline proxied{
+        weir::security_headers{.strict_transport_security = "max-age=60", .strict_transport_security_behind_proxy = true},
+        handler};
+    for (auto& p : paths) {
+        CAPTURE(p);
+        auto plain = run(app, p);
+        CHECK(!plain.headers().contains("Strict-Transport-Security"));
+        CHECK(plain.headers().get("X-Content-Type-Options") == "nosniff");
+        CHECK(run(app, p, {}, true).headers().get("Strict-Transport-Security") == "max-age=60");
+        CHECK(run(proxied, p).headers().get("Strict-Transport-Security") == "max-age=60");
     }
 }
 

@@ -10,6 +10,7 @@
 #include <weir/upgrade.hpp>
 
 #include <asio/awaitable.hpp>
+#include <asio/bind_cancellation_slot.hpp>
 #include <asio/cancellation_signal.hpp>
 #include <asio/co_spawn.hpp>
 #include <asio/detached.hpp>
@@ -35,10 +36,24 @@
 
 namespace weir::detail {
 
+class connection_base;
+
+// Who hears that a connection has ended (the server's worker, which holds it).
+class connection_owner {
+public:
+    // Runs on the connection's executor, once; the owner drops its reference.
+    virtual void connection_ended(connection_base& c) = 0;
+
+protected:
+    ~connection_owner() = default;
+};
+
 // What the server keeps of a live connection, so that a graceful shutdown can reach it.
 class connection_base {
 public:
     virtual ~connection_base() = default;
+    // Starts serving; the owner hears when the connection ends.
+    virtual void start() = 0;
     // Runs on the connection's executor.
     virtual void begin_shutdown() = 0;
     // At shutdown_timeout: cancels a running handler (answered 503 when it returns) and closes the rest.
@@ -61,34 +76,39 @@ class connection final : public connection_base, public std::enable_shared_from_
     // Buffers that grew past this for one large message are freed once emptied. Above the 64 KiB of pipelined
     // responses that may wait in out_, so steady pipelining never reallocates.
     static constexpr std::size_t max_kept_buffer = 128 * 1024;
-    // Read buffers kept per thread for connections that wake up (see spare_buffers).
+    // Buffers kept per thread for connections that wake up (see spare_buffers).
     static constexpr std::size_t max_spare_buffers = 64;
+    // Write buffers larger than this are freed, not kept as spares, when a connection goes idle.
+    static constexpr std::size_t max_kept_out = 16 * 1024;
 
 public:
-    connection(asio::ip::tcp::socket socket, App& app, const server_options& options)
-        : transport_(std::move(socket)),
-          deadlines_(event_loop::of(static_cast<asio::io_context&>(
-                                        asio::query(transport_.get_executor(), asio::execution::context)))
-                         .deadlines()), app_(app), options_(options),
-          parser_(options.limits) {}
+    using app_result = decltype(std::declval<App&>()(std::declval<const request<>&>()));
+    // A synchronous application whose replies are always plain responses is served without a coroutine while
+    // requests arrive whole and their responses are written at once, the common case. Anything else (a head
+    // split across reads, a body still coming, 100-continue, a parse error, a socket that is full) goes to
+    // serve(), which picks up from what is buffered.
+    static constexpr bool plain_fast_path =
+        !is_awaitable_v<app_result> && std::is_same_v<reply_for_t<app_result>, reply<>>;
 
-    asio::awaitable<void> run() {
-        auto self = this->shared_from_this();
+    connection(transport::socket_type socket, std::unique_ptr<secure_layer> secure, App& app,
+               const server_options& options, connection_owner& owner)
+        : transport_(std::move(socket), std::move(secure)),
+          deadlines_(event_loop::of(transport_.get_executor().context()).deadlines()), app_(app),
+          options_(options), owner_(owner) {}
+
+    // An idle connection is this object and one pending readiness wait: no coroutine, no buffer. A coroutine
+    // (serve) runs only from the first readable byte until everything read has been answered; it ends when the
+    // connection is idle again.
+    void start() override {
         remote_ = transport_.remote_endpoint();
-        set_deadline(options_.idle_timeout);
-        try {
-            co_await serve();
-        } catch (const std::exception& e) {
-            // A cancelled connection ends with operation_aborted: that is the shutdown or the peer, not an error.
-            if (!cancelled_ && !peer_gone_) report_error(options_, fmt::format("connection error: {}", e.what()));
-        }
-        close();
+        if (transport_.is_secure()) activate(); // the handshake comes first (in serve)
+        else wait_for_request();
     }
 
     void begin_shutdown() override {
         shutting_down_ = true;
         if (upgraded_) upgraded_->begin_shutdown();
-        else if (idle_) close();
+        else if (idle_ || handshaking_) close();
     }
 
     void force_close() override {
@@ -104,10 +124,146 @@ public:
 
     void close_now() override { close(); }
 
-    /// The slot the server binds to this connection's coroutine, so shutdown can cancel what it awaits.
-    asio::cancellation_slot cancellation_slot() noexcept { return cancel_.slot(); }
-
 private:
+    // Idle: wait for the next request's first bytes without a coroutine, under the idle timeout.
+    void wait_for_request() {
+        if (shutting_down_ || !transport_.is_open()) {
+            finish();
+            return;
+        }
+        idle_ = true;
+        set_deadline(options_.idle_timeout);
+        timed_out_ = false;
+        transport_.async_wait_readable([self = this->shared_from_this()](const asio::error_code& ec) {
+            self->idle_ = false;
+            if (ec || !self->transport_.is_open()) self->finish();
+            else self->on_readable();
+        });
+    }
+
+    void on_readable() {
+        if constexpr (!plain_fast_path) {
+            activate();
+        } else {
+            if (buffer_.size() == 0) {
+                take_spare(buffer_, spare_buffers());
+                if (buffer_.size() == 0) buffer_.resize(initial_buffer);
+            }
+            asio::error_code ec;
+            std::size_t n = transport_.read_some(asio::buffer(buffer_.data() + end_, buffer_.size() - end_), ec);
+            if (ec == asio::error::would_block || ec == asio::error::try_again) {
+                release_idle_buffers(); // woken for nothing (a TLS record not complete yet, say)
+                wait_for_request();
+                return;
+            }
+            if (ec) {
+                finish();
+                return;
+            }
+            end_ += n;
+            take_spare(out_, spare_out_buffers());
+            for (;;) {
+                request_parser parser(options_.limits);
+                http_request message;
+                auto result = parser.parse(buffered(), message);
+                if (result.state != parse_result::kind::complete) break;
+                version_ = message.version();
+                message.remote_ = remote_;
+                message.secure_ = transport_.is_secure();
+                bool keep_alive = message.keep_alive() && !shutting_down_;
+                bool head = message.method() == "HEAD";
+                try {
+                    reply<> r = app_(request<>(message));
+                    append_response(*r.template get_if<response>(), head, keep_alive);
+                } catch (const std::exception& e) {
+                    report_error(options_, fmt::format("{} {}: {}", message.method(), message.target(), e.what()));
+                    append_response(response(status::internal_server_error, "Internal Server Error\n"), head,
+                                    keep_alive);
+                }
+                begin_ += result.consumed;
+                if (close_after_ || begin_ == end_ || out_.size() > 64 * 1024) break;
+            }
+            if (!out_.empty()) {
+                std::size_t written = transport_.write_some(asio::buffer(out_), ec);
+                if (ec == asio::error::would_block) {
+                    written = 0;
+                } else if (ec) {
+                    finish();
+                    return;
+                }
+                if (written < out_.size()) {
+                    out_.erase(0, written);
+                    activate(); // serve() writes the rest under the write deadline, then goes on
+                    return;
+                }
+                out_.clear();
+            }
+            if (close_after_) finish();
+            else if (begin_ == end_) {
+                release_idle_buffers();
+                wait_for_request();
+            } else {
+                activate(); // part of a request: serve() reads the rest under the phase deadlines
+            }
+        }
+    }
+
+    // Bytes arrived: serve until idle again. Shutdown cancels what the coroutine awaits through cancel_.
+    void activate() {
+        asio::co_spawn(transport_.get_executor(), serve(),
+                       asio::bind_cancellation_slot(cancel_.slot(), [self = this->shared_from_this()](
+                                                                        std::exception_ptr) {
+                           if (self->upgrade_running_) return; // the session's coroutine finishes the connection
+                           if (std::exchange(self->go_idle_, false)) self->wait_for_request();
+                           else self->finish();
+                       }));
+    }
+
+    void finish() {
+        if (std::exchange(ended_, true)) return;
+        close();
+        owner_.connection_ended(*this);
+    }
+
+    asio::awaitable<void> serve() {
+        try {
+            if (transport_.is_secure() && !handshake_done_) {
+                if (!co_await handshake()) co_return;
+                handshake_done_ = true;
+            }
+            co_await serve_requests();
+        } catch (const std::exception& e) {
+            go_idle_ = false;
+            // A cancelled connection ends with operation_aborted: that is the shutdown or the peer, not an error.
+            if (!cancelled_ && !peer_gone_) report_error(options_, fmt::format("connection error: {}", e.what()));
+        }
+    }
+
+    // Going idle: the read buffer goes back to the thread's spares, the write buffer to its own.
+    void release_idle_buffers() {
+        begin_ = end_ = 0;
+        give_back(buffer_, spare_buffers(), initial_buffer);
+        give_back(out_, spare_out_buffers(), 0);
+    }
+    static void give_back(std::string& b, std::vector<std::string>& spare, std::size_t only_size) {
+        if (b.capacity() == 0) return;
+        if ((only_size == 0 ? b.capacity() <= max_kept_out : b.size() == only_size) &&
+            spare.size() < max_spare_buffers) {
+            b.clear();
+            if (only_size) b.resize(only_size);
+            spare.emplace_back();
+            spare.back().swap(b);
+        } else {
+            std::string().swap(b);
+        }
+    }
+    static void take_spare(std::string& b, std::vector<std::string>& spare) {
+        if (b.capacity() == 0 && !spare.empty()) {
+            b.swap(spare.back());
+            spare.pop_back();
+        }
+    }
+
     void close() {
         transport_.close();
         expiry_.cancel();
@@ -162,7 +318,9 @@ private:
     // operation_aborted instead of finishing work nobody will read. Bytes of a pipelined request end the
     // watch (they are read after this request). Peeking reads nothing, so the request's views stay valid.
     void watch_for_hangup() {
-        transport_.async_wait_readable([self = this->shared_from_this(),
+        // The TCP socket's readiness, not the transport's: bytes a secure transport read ahead are a pipelined
+        // request, not a hangup.
+        transport_.lowest_layer().async_wait(asio::socket_base::wait_read, [self = this->shared_from_this(),
                                         watch = ++watch_](const asio::error_code& ec) {
                                if (ec || watch != self->watch_ || !self->handling_ || self->cancelled_) return;
                                char c;
@@ -186,42 +344,25 @@ private:
 
     std::string_view buffered() const noexcept { return {buffer_.data() + begin_, end_ - begin_}; }
 
-    // Read buffers of idle connections wait here, per thread (so per event loop, as a connection stays on one),
-    // for the next connection that has bytes to read: an idle connection holds none, and a busy loop does not
-    // allocate one per request.
+    // Buffers of idle connections wait here, per thread (so per event loop, as a connection stays on one), for
+    // the next connection that has bytes to read or a response to write: an idle connection holds none, and a
+    // busy loop does not allocate them per request.
     static std::vector<std::string>& spare_buffers() {
         thread_local std::vector<std::string> spare;
         return spare;
     }
+    static std::vector<std::string>& spare_out_buffers() {
+        thread_local std::vector<std::string> spare;
+        return spare;
+    }
 
-    // Reads more bytes into the buffer, moving or growing it as needed. Returns false on EOF or error.
-    // Between requests (`idle`, nothing buffered) the connection gives its read buffer back and waits for the
-    // socket to become readable before taking one again.
-    asio::awaitable<bool> read_more(bool idle = false) {
+    // Reads more bytes into the buffer, moving or growing it as needed; waits for readability while there is
+    // nothing to read. Returns false on EOF or error.
+    asio::awaitable<bool> read_more() {
         asio::error_code ec;
-        if (idle && begin_ == end_) {
-            begin_ = end_ = 0;
-            if (!buffer_.empty()) {
-                auto& spare = spare_buffers();
-                if (buffer_.size() == initial_buffer && spare.size() < max_spare_buffers) {
-                    spare.emplace_back();
-                    spare.back().swap(buffer_);
-                } else {
-                    std::string().swap(buffer_);
-                }
-            }
-            // async_wait re-arms the descriptor (EPOLL_CTL_MOD), so bytes that are already there wake it too.
-            co_await transport_.async_wait_readable(asio::redirect_error(asio::use_awaitable, ec));
-            if (ec) co_return false;
-        }
         if (buffer_.size() == 0) {
-            auto& spare = spare_buffers();
-            if (!spare.empty()) {
-                buffer_.swap(spare.back());
-                spare.pop_back();
-            } else {
-                buffer_.resize(initial_buffer);
-            }
+            take_spare(buffer_, spare_buffers());
+            if (buffer_.size() == 0) buffer_.resize(initial_buffer);
         }
         if (end_ == buffer_.size()) {
             if (begin_ > 0) {
@@ -288,6 +429,34 @@ private:
         }
     }
 
+    // A secure transport's handshake, within the header timeout: a client that never sends a ClientHello, or
+    // stops halfway, is dropped then. A plain HTTP request was answered 400 by the transport: let the answer
+    // reach the client before closing.
+    asio::awaitable<bool> handshake() {
+        handshaking_ = true;
+        set_deadline(options_.header_timeout);
+        timed_out_ = false;
+        asio::error_code ec;
+        co_await transport_.async_handshake(asio::redirect_error(asio::use_awaitable, ec));
+        handshaking_ = false;
+        if (!ec) co_return !shutting_down_;
+        if (transport_.answered_plain_http()) {
+            auto& socket = transport_.lowest_layer();
+            socket.shutdown(asio::socket_base::shutdown_send, ec);
+            set_deadline(std::chrono::milliseconds(2000));
+            timed_out_ = false;
+            char sink[4096];
+            std::size_t drained = 0;
+            ec = {};
+            while (!ec && drained < 256 * 1024 && !timed_out_) {
+                drained += socket.read_some(asio::buffer(sink), ec);
+                if (ec == asio::error::would_block || ec == asio::error::try_again)
+                    co_await transport_.async_wait_readable(asio::redirect_error(asio::use_awaitable, ec));
+            }
+        }
+        co_return false;
+    }
+
     asio::awaitable<void> answer_error(status code, std::string_view reason) {
         response r(code, reason.empty() ? fmt::format("{}\n", reason_phrase(code))
                                         : fmt::format("{}: {}\n", reason_phrase(code), reason));
@@ -295,10 +464,16 @@ private:
         if (co_await flush()) co_await linger_close();
     }
 
-    asio::awaitable<void> serve() {
+    // Serves requests until the connection is idle (go_idle_: nothing buffered, everything answered) or must
+    // close. The parser and the request live here, in the coroutine's frame: an idle connection holds neither.
+    asio::awaitable<void> serve_requests() {
+        request_parser parser(options_.limits);
+        http_request message;
+        take_spare(out_, spare_out_buffers());
+        bool woken = true; // a readiness wait ended: read before deciding the connection is idle
         for (;;) {
             // Read one request.
-            parser_.reset();
+            parser.reset();
             bool sent_continue = false;
             parse_result result;
             // Each phase (idle, head, body) has one deadline, set when the phase starts: reads do not extend it,
@@ -306,26 +481,32 @@ private:
             enum class phase { none, idle, head, body } phase = phase::none;
             clock::time_point phase_deadline{};
             for (;;) {
-                result = parser_.parse(buffered(), message_);
+                result = parser.parse(buffered(), message);
                 if (result.state != parse_result::kind::incomplete) break;
-                if (std::size_t n = parser_.decoded_bytes()) {
+                if (std::size_t n = parser.decoded_bytes()) {
                     // A chunked body is decoded as it arrives: drop its raw framing, keep the head and the rest.
-                    char* from = buffer_.data() + begin_ + parser_.decoded_offset();
+                    char* from = buffer_.data() + begin_ + parser.decoded_offset();
                     std::memmove(from, from + n, static_cast<std::size_t>(buffer_.data() + end_ - (from + n)));
                     end_ -= n;
-                    parser_.discard_decoded();
+                    parser.discard_decoded();
                 }
                 // Nothing more is buffered: send what pipelined responses are waiting before blocking.
                 if (!co_await flush()) co_return;
-                if (parser_.expects_continue() && !sent_continue) {
+                if (parser.expects_continue() && !sent_continue) {
                     sent_continue = true;
                     out_ = "HTTP/1.1 100 Continue\r\n\r\n";
                     if (!co_await flush()) co_return;
                 }
                 bool started = end_ > begin_;
+                if (!started && (shutting_down_ || close_after_)) co_return;
+                if (!started && !woken) {
+                    // Everything read has been answered: end the coroutine; the connection waits without one.
+                    release_idle_buffers();
+                    go_idle_ = true;
+                    co_return;
+                }
                 idle_ = !started;
-                if (idle_ && shutting_down_) co_return;
-                auto now = !started ? phase::idle : parser_.head_complete() ? phase::body : phase::head;
+                auto now = !started ? phase::idle : parser.head_complete() ? phase::body : phase::head;
                 if (now != phase) {
                     phase = now;
                     set_deadline(now == phase::idle   ? options_.idle_timeout
@@ -336,7 +517,8 @@ private:
                     set_deadline_at(phase_deadline); // again after a flush, which sets the write deadline
                 }
                 timed_out_ = false;
-                bool ok = co_await read_more(idle_);
+                woken = false;
+                bool ok = co_await read_more();
                 idle_ = false;
                 if (!ok) {
                     if (timed_out_ && end_ > begin_ && transport_.is_open())
@@ -349,10 +531,11 @@ private:
                 co_return;
             }
             handling_ = true; // a handler may take its time; writes set their own deadline
-            message_.remote_ = remote_;
-            message_.secure_ = transport_.is_secure();
-            bool keep_alive = message_.keep_alive();
-            bool head = message_.method() == "HEAD";
+            version_ = message.version();
+            message.remote_ = remote_;
+            message.secure_ = transport_.is_secure();
+            bool keep_alive = message.keep_alive();
+            bool head = message.method() == "HEAD";
             std::size_t consumed = result.consumed;
             bool upgraded = false;
             try {
@@ -367,14 +550,14 @@ private:
                     };
                     reply_type r = co_await [&]() -> asio::awaitable<reply_type> {
                         stop_watch watching{this};
-                        co_return co_await app_(request<>(message_));
+                        co_return co_await app_(request<>(message));
                     }();
                     // A cancelled coroutine throws at every co_await; the handler is done, so answer it.
                     if (cancelled_) co_await asio::this_coro::reset_cancellation_state();
                     keep_alive = keep_alive && !shutting_down_; // a shutdown may have begun meanwhile
                     upgraded = co_await commit(r, consumed, head, keep_alive);
                 } else {
-                    reply_type r = app_(request<>(message_));
+                    reply_type r = app_(request<>(message));
                     keep_alive = keep_alive && !shutting_down_;
                     upgraded = co_await commit(r, consumed, head, keep_alive);
                 }
@@ -385,7 +568,7 @@ private:
                     append_response(r, head, false);
                 } else {
                     report_error(options_,
-                                 fmt::format("{} {}: {}", message_.method(), message_.target(), e.what()));
+                                 fmt::format("{} {}: {}", message.method(), message.target(), e.what()));
                     response r(status::internal_server_error, "Internal Server Error\n");
                     append_response(r, head, keep_alive && !shutting_down_);
                 }
@@ -418,7 +601,7 @@ private:
         if (!keep_alive || r.closes_connection()) {
             append(out_, "Connection: close\r\n");
             close_after_ = true;
-        } else if (message_.version() == 10) {
+        } else if (version_ == 10) {
             append(out_, "Connection: keep-alive\r\n");
         }
         append(out_, "\r\n");
@@ -479,13 +662,26 @@ private:
         std::string leftover(buffered().substr(consumed));
         release_buffers(); // a stream or session may live for hours: keep only what it uses
         expiry_.cancel(); // the protocol keeps its own timeouts
+        // The session runs in a coroutine of its own, and the HTTP side's coroutines (serve, commit) end: an open
+        // stream or session keeps nothing of the request that started it but this object.
+        upgrade_running_ = true;
+        asio::co_spawn(transport_.get_executor(),
+                       run_upgrade(std::make_unique<pending<P>>(std::move(*p)), std::move(leftover)),
+                       [self = this->shared_from_this()](std::exception_ptr) {
+                           self->upgrade_running_ = false;
+                           self->finish();
+                       });
+    }
+
+    template <class P>
+    asio::awaitable<void> run_upgrade(std::unique_ptr<pending<P>> p, std::string leftover) {
         upgraded_connection link(transport_, std::move(leftover));
         upgraded_ = &link;
         // A shutdown that began while the head was being written must still reach the session.
         if (shutting_down_) link.begin_shutdown();
         auto started = clock::now();
         try {
-            co_await session.run(link);
+            co_await p->session().run(link);
         } catch (const std::exception& e) {
             report_error(options_, fmt::format("upgraded session ended with an error: {}", e.what()));
         }
@@ -508,8 +704,6 @@ private:
         std::string().swap(buffer_);
         std::string().swap(out_);
         begin_ = end_ = 0;
-        parser_ = request_parser(options_.limits);
-        message_ = http_request(); // its views pointed into buffer_
     }
 
     weir::transport transport_;
@@ -517,8 +711,7 @@ private:
     deadline expiry_{&connection::on_expiry, this};
     App& app_;
     const server_options& options_;
-    request_parser parser_;
-    http_request message_;
+    connection_owner& owner_;
     asio::ip::tcp::endpoint remote_;
     std::string buffer_;
     std::size_t begin_ = 0, end_ = 0;
@@ -526,7 +719,13 @@ private:
     clock::time_point deadline_{};
     bool handling_ = false;
     upgraded_connection* upgraded_ = nullptr;
+    unsigned version_ = 11;  // of the request being answered (10: HTTP/1.0)
     bool idle_ = false;
+    bool go_idle_ = false;   // serve() ended because the connection is idle, not closing
+    bool upgrade_running_ = false; // a committed upgrade's session runs (run_upgrade)
+    bool ended_ = false;
+    bool handshaking_ = false;
+    bool handshake_done_ = false;
     bool shutting_down_ = false;
     bool close_after_ = false;
     bool timed_out_ = false;

@@ -66,6 +66,21 @@ inline void ws_unmask(char* data, std::size_t size, const std::uint8_t (&key)[4]
     for (; i < size; ++i) data[i] = static_cast<char>(data[i] ^ rotated[i & 7]);
 }
 
+// Decompresses the payloads of messages whose first frame has RSV1 set (permessage-deflate). Implemented
+// with zlib (websocket_deflate.hpp); the frame reader knows only this.
+class ws_message_inflater {
+public:
+    enum class result : std::uint8_t { ok, too_big, corrupt };
+    // Inflates `size` bytes of a message's compressed payload, appending to `out`, which may grow to
+    // `limit` bytes and no further (too_big as soon as more would come out). `message_end`: the message's
+    // last bytes were given (`size` may be 0): the stream is flushed.
+    virtual result inflate(const char* in, std::size_t size, bool message_end, std::string& out,
+                           std::size_t limit) = 0;
+
+protected:
+    ~ws_message_inflater() = default;
+};
+
 // What the reader found. Views point into the reader and stay valid until the next call.
 struct ws_event {
     enum kind_type : std::uint8_t { none, message, ping, pong, close, fail };
@@ -83,6 +98,10 @@ class ws_frame_reader {
 public:
     explicit ws_frame_reader(std::size_t max_message_size) : max_message_(max_message_size) {}
 
+    // permessage-deflate was negotiated: messages whose first frame has RSV1 set are inflated with
+    // `inflater` (which must outlive the reader), bounded by the message size limit as they inflate.
+    void use_inflater(ws_message_inflater* inflater) noexcept { inflater_ = inflater; }
+
     // Consumes bytes from [data, data + size), unmasking them in place. Stops right after the first event
     // and returns how many bytes it consumed; the caller feeds the rest next. After a `fail` or `close`
     // event it reports nothing more and swallows whatever it is given.
@@ -97,7 +116,7 @@ public:
                 char* p = data + used;
                 used += n;
                 if (!payload_bytes(p, n, event)) break;
-                message_.append(p, n);
+                if (!compressed_) message_.append(p, n);
                 if (remaining_ == 0) end_data_frame(event);
                 break;
             }
@@ -120,7 +139,7 @@ public:
     // Inside a data frame's payload, room to read up to `limit` of its next bytes straight into the message
     // (then call commit_direct); empty elsewhere. Saves a copy for large frames.
     std::pair<char*, std::size_t> direct_window(std::size_t limit) {
-        if (state_ != state::data_payload || remaining_ == 0) return {nullptr, 0};
+        if (state_ != state::data_payload || remaining_ == 0 || compressed_) return {nullptr, 0};
         std::size_t n = static_cast<std::size_t>(std::min<std::uint64_t>(remaining_, limit));
         window_at_ = message_.size();
         message_.resize(window_at_ + n);
@@ -138,6 +157,9 @@ public:
 
     // Payload bytes still to come in the current data frame (0 between frames and in control frames).
     std::uint64_t payload_left() const noexcept { return state_ == state::data_payload ? remaining_ : 0; }
+
+    // Payload bytes still to come that direct_window may take (compressed payloads are inflated instead).
+    std::uint64_t direct_payload_left() const noexcept { return compressed_ ? 0 : payload_left(); }
 
     // Offers a buffer for a later message (the session hands back the payloads it wrote): an echo then
     // reads into the memory it just wrote from, instead of fresh pages.
@@ -172,7 +194,11 @@ private:
         bool fin = b0 & 0x80;
         bool control = opcode & 0x8;
         std::uint64_t length = b1 & 0x7f;
-        if (b0 & 0x70) return failed(event, 1002, "reserved bits set without an extension"), used;
+        bool rsv1 = b0 & 0x40;
+        if (b0 & 0x30) return failed(event, 1002, "reserved bits set without an extension"), used;
+        if (rsv1 && !inflater_) return failed(event, 1002, "RSV1 set without permessage-deflate"), used;
+        if (rsv1 && control) return failed(event, 1002, "RSV1 set on a control frame"), used;
+        if (rsv1 && opcode == ws_continuation) return failed(event, 1002, "RSV1 set on a continuation frame"), used;
         if ((opcode > ws_binary && opcode < ws_close) || opcode > ws_pong)
             return failed(event, 1002, "reserved opcode"), used;
         if (!(b1 & 0x80)) return failed(event, 1002, "client frames must be masked"), used;
@@ -201,8 +227,19 @@ private:
             if (length == 0) end_control_frame(event);
             return used;
         }
-        if (length > max_message_ - message_.size()) return failed(event, 1009, "message too big"), used;
+        bool compressed = opcode == ws_continuation ? compressed_ : rsv1;
+        if (compressed) {
+            // What inflates is bounded as it inflates; the compressed bytes only by a little more than the
+            // limit (incompressible data grows by a few bytes per 64 KiB).
+            std::uint64_t compressed_limit = std::uint64_t(max_message_) + max_message_ / 1024 + 64;
+            if (opcode != ws_continuation) compressed_bytes_ = 0;
+            if (length > compressed_limit - compressed_bytes_) return failed(event, 1009, "message too big"), used;
+            compressed_bytes_ += length;
+        } else if (length > max_message_ - message_.size()) {
+            return failed(event, 1009, "message too big"), used;
+        }
         if (opcode != ws_continuation) {
+            compressed_ = rsv1;
             in_message_ = true;
             binary_ = opcode == ws_binary;
             utf8_.reset();
@@ -216,7 +253,7 @@ private:
         fin_ = fin;
         phase_ = 0;
         // The declared length is within the limit; pages stay untouched until bytes arrive.
-        message_.reserve(message_.size() + static_cast<std::size_t>(length));
+        if (!compressed_) message_.reserve(message_.size() + static_cast<std::size_t>(length));
         state_ = state::data_payload;
         if (length == 0) end_data_frame(event);
         return used;
@@ -227,7 +264,23 @@ private:
         ws_unmask(p, n, key_, phase_);
         phase_ = (phase_ + n) & 3;
         remaining_ -= n;
+        if (compressed_) return inflate_bytes(p, n, false, event);
         if (!binary_ && !utf8_.feed(std::string_view(p, n))) {
+            failed(event, 1007, "text that is not UTF-8");
+            return false;
+        }
+        return true;
+    }
+
+    // Inflates compressed payload bytes into the message and checks what came out.
+    bool inflate_bytes(const char* p, std::size_t n, bool message_end, ws_event& event) {
+        std::size_t before = message_.size();
+        switch (inflater_->inflate(p, n, message_end, message_, max_message_)) {
+        case ws_message_inflater::result::ok: break;
+        case ws_message_inflater::result::too_big: return failed(event, 1009, "message too big"), false;
+        case ws_message_inflater::result::corrupt: return failed(event, 1007, "invalid compressed data"), false;
+        }
+        if (!binary_ && !utf8_.feed(std::string_view(message_).substr(before))) {
             failed(event, 1007, "text that is not UTF-8");
             return false;
         }
@@ -237,6 +290,7 @@ private:
     void end_data_frame(ws_event& event) {
         state_ = state::header;
         if (!fin_) return;
+        if (compressed_ && !inflate_bytes(nullptr, 0, true, event)) return;
         if (!binary_ && !utf8_.complete()) return failed(event, 1007, "text that ends inside a UTF-8 sequence");
         in_message_ = false;
         done_message_ = std::move(message_);
@@ -280,6 +334,9 @@ private:
     }
 
     std::size_t max_message_;
+    ws_message_inflater* inflater_ = nullptr;
+    std::uint64_t compressed_bytes_ = 0; // of the current compressed message
+    bool compressed_ = false;            // the current message is compressed
     state state_ = state::header;
     std::array<char, 14> header_{};
     std::size_t header_size_ = 0;

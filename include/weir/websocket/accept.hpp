@@ -18,7 +18,7 @@ namespace weir {
 
 /// The WebSocket protocol as a pending upgrade: `weir::pending<weir::websocket>`. The final stage writes
 /// the 101 with every stage's headers plus Upgrade, Connection and Sec-WebSocket-Accept (and the chosen
-/// Sec-WebSocket-Protocol), then runs the session. Made by accept_websocket.
+/// Sec-WebSocket-Protocol and Sec-WebSocket-Extensions), then runs the session. Made by accept_websocket.
 class websocket {
 public:
     static constexpr weir::status default_status = weir::status::switching_protocols;
@@ -30,7 +30,8 @@ public:
     websocket(websocket_handshake handshake, websocket_handler handler, websocket_options options)
         : handshake_(std::move(handshake)), handler_(std::move(handler)), options_(std::move(options)) {}
 
-    /// Nothing to add among the ordinary headers: a 101 has no body.
+    /// Nothing to add among the ordinary headers: a 101 has no body. (Stages cannot set the fields written
+    /// below: weir::headers refuses them.)
     void prepare_head(weir::headers&) {}
 
     /// The upgrade fields no stage may set.
@@ -43,6 +44,11 @@ public:
             out += handshake_.subprotocol;
             out += "\r\n";
         }
+        if (handshake_.deflate) {
+            out += "Sec-WebSocket-Extensions: ";
+            out += handshake_.deflate->response;
+            out += "\r\n";
+        }
     }
 
     /// Runs the session on the upgraded socket, starting with the bytes that came after the handshake.
@@ -50,6 +56,8 @@ public:
     asio::awaitable<void> run(upgraded_connection& connection) {
         auto session = std::make_shared<websocket_connection>(connection.transport(), std::move(options_),
                                                               handshake_.subprotocol, connection.take_leftover());
+        if (handshake_.deflate) session->use_deflate(*handshake_.deflate);
+        handshake_.deflate.reset(); // the head is written: the session holds what it needs
         connection.on_shutdown([weak = std::weak_ptr<websocket_connection>(session)] {
             if (auto s = weak.lock()) s->going_away();
         });

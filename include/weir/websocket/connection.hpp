@@ -2,12 +2,17 @@
 
 #include <weir/detail/event_loop.hpp>
 #include <weir/detail/utf8.hpp>
+#include <weir/detail/websocket_deflate_negotiation.hpp>
 #include <weir/detail/websocket_fifo.hpp>
 #include <weir/detail/websocket_frame.hpp>
 #include <weir/detail/websocket_notifier.hpp>
 #include <weir/transport.hpp>
 #include <weir/upgrade.hpp>
 #include <weir/websocket/options.hpp>
+
+#if defined(WEIR_HAS_ZLIB)
+#include <weir/detail/websocket_deflate.hpp>
+#endif
 
 #include <asio/awaitable.hpp>
 #include <asio/bind_cancellation_slot.hpp>
@@ -211,6 +216,10 @@ public:
     /// The subprotocol chosen in the handshake, or "".
     const std::string& subprotocol() const noexcept { return subprotocol_; }
 
+    /// True if the handshake agreed on permessage-deflate (RFC 7692): messages of at least
+    /// websocket_options::deflate.threshold bytes go out compressed, and the peer may compress its own.
+    bool permessage_deflate() const noexcept { return deflate_ != nullptr; }
+
     /// True until the closing handshake starts.
     bool is_open() const noexcept { return !close_queued_ && !finished_; }
 
@@ -230,7 +239,16 @@ private:
     struct outgoing {
         std::uint8_t opcode;
         websocket_payload payload;
+        bool compressed = false; // the payload is deflated: its frame has RSV1 set
     };
+
+    // The handshake agreed on permessage-deflate (called before run()). Without zlib no agreement is made.
+    void use_deflate([[maybe_unused]] const detail::ws_deflate_agreement& agreement) {
+#if defined(WEIR_HAS_ZLIB)
+        deflate_ = std::make_unique<detail::ws_deflate_session>(agreement, options_.deflate);
+        reader_.use_inflater(&deflate_->inflater());
+#endif
+    }
 
     static constexpr std::size_t read_chunk = 8 * 1024;         // what one read asks for between frames
     static constexpr unsigned max_reads_without_wait = 16;      // then others on this loop get a turn
@@ -306,7 +324,7 @@ private:
             if (!reading_frames_ || aborted_) break;
             in_pos_ = in_end_ = 0;
             asio::error_code ec;
-            if (reader_.payload_left() >= direct_threshold) {
+            if (reader_.direct_payload_left() >= direct_threshold) {
                 // A large frame: its payload is read straight into the message. The window grows while
                 // reads fill it (the message is zero-filled ahead of each read: no more than twice what
                 // arrives).
@@ -554,9 +572,17 @@ private:
 
     bool enqueue(std::uint8_t opcode, websocket_payload payload) {
         if (close_queued_ || finished_) return false;
+        // Compressed as it is queued, so messages take their context in the order they are sent, and the
+        // send budget counts the bytes that will be written.
+        bool compressed = false;
+        if (deflate_ && deflate_->compresses(payload.size())) {
+            if (payload.shared_) payload = websocket_payload(deflate_->compress_shared(payload.shared_));
+            else payload = websocket_payload(deflate_->compress(payload.view()));
+            compressed = true;
+        }
         ++queued_count_;
         queued_bytes_ += payload.size();
-        outbox_.push_back({opcode, std::move(payload)});
+        outbox_.push_back({opcode, std::move(payload), compressed});
         schedule_flush();
         return true;
     }
@@ -661,6 +687,7 @@ private:
             auto payload = o.payload.view();
             char header[10];
             std::size_t h = detail::write_ws_frame_header(header, o.opcode, payload.size());
+            if (o.compressed) header[0] = static_cast<char>(header[0] | 0x40); // RSV1: permessage-deflate
             std::size_t at = scratch_.size();
             scratch_.append(header, h);
             if (payload.size() <= small_payload) {
@@ -791,6 +818,7 @@ private:
     upgraded_connection* link_ = nullptr;
 
     // Reading.
+    std::unique_ptr<detail::ws_deflate_codec> deflate_; // permessage-deflate, when agreed
     detail::ws_frame_reader reader_;
     std::unique_ptr<char[]> in_;
     std::size_t in_capacity_ = 0, in_pos_ = 0, in_end_ = 0;

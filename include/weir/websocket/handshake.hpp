@@ -3,6 +3,7 @@
 #include <weir/detail/base64.hpp>
 #include <weir/detail/chars.hpp>
 #include <weir/detail/sha1.hpp>
+#include <weir/detail/websocket_deflate_negotiation.hpp>
 #include <weir/http/request.hpp>
 #include <weir/http/response.hpp>
 #include <weir/websocket/options.hpp>
@@ -47,10 +48,13 @@ bool is_websocket_request(const Request& req) {
     return req.header_has_token("upgrade", "websocket");
 }
 
-/// What a valid handshake yields: the accept key and the chosen subprotocol (empty if none).
+/// What a valid handshake yields: the accept key, the chosen subprotocol (empty if none) and the
+/// permessage-deflate agreement (none unless websocket_options::deflate.enabled, zlib is there and the client
+/// offered something acceptable).
 struct websocket_handshake {
     std::string accept_key;
     std::string subprotocol;
+    std::optional<detail::ws_deflate_agreement> deflate{};
 };
 
 namespace detail {
@@ -109,7 +113,7 @@ std::optional<websocket_handshake> check_websocket_handshake(const Request& req,
     if (!decoded || decoded->size() != 16) return refuse(status::bad_request, "invalid Sec-WebSocket-Key");
     if (options.check_origin && !websocket_origin_allowed(req, options.allowed_origins))
         return refuse(status::forbidden, "origin not allowed");
-    websocket_handshake result{websocket_accept_key(key), {}};
+    websocket_handshake result{websocket_accept_key(key), {}, {}};
     // The first of the server's subprotocols that the client offered; none (never an empty header) else.
     for (auto& mine : options.subprotocols) {
         if (!detail::is_token(mine)) continue;
@@ -120,6 +124,13 @@ std::optional<websocket_handshake> check_websocket_handshake(const Request& req,
             }
         if (!result.subprotocol.empty()) break;
     }
+#if defined(WEIR_HAS_ZLIB)
+    // permessage-deflate: the first acceptable offer, fields in order. Without zlib it is never accepted.
+    if (options.deflate.enabled)
+        for (auto& f : req.message().fields())
+            if (detail::iequals(f.name, "sec-websocket-extensions"))
+                if ((result.deflate = detail::ws_negotiate_deflate(f.value, options.deflate))) break;
+#endif
     return result;
 }
 

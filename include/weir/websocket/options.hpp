@@ -14,6 +14,34 @@ enum class websocket_full_queue_policy {
     drop_message,  ///< drop the new message; the client silently misses it
 };
 
+/// permessage-deflate (RFC 7692): whether the server accepts it and how it compresses. Needs zlib (weir::zlib,
+/// WEIR_HAS_ZLIB); without it the extension is never negotiated, whatever these say.
+struct websocket_deflate_options {
+    /// Accept a client's permessage-deflate offer (off by default: compression costs CPU, and memory while a
+    /// context is kept).
+    bool enabled = false;
+    /// zlib compression level, 1 (fast) to 9 (small); 0 stores.
+    int level = 6;
+    /// LZ77 window of the server's compressor, 9 to 15 (512 B to 32 KiB). Smaller saves memory while a
+    /// context is kept, and compresses repetitive data less well. An offer asking for 8 is declined (zlib
+    /// cannot compress with a 256-byte window).
+    int server_window_bits = 15;
+    /// Window the server asks clients to compress with, 8 to 15, when their offer lets it choose
+    /// (client_max_window_bits): the server's decompressor then needs only that much.
+    int client_window_bits = 15;
+    /// zlib memLevel of the compressor, 1 to 9: its hash tables (256 << memory_level bytes each of two).
+    int memory_level = 8;
+    /// Messages shorter than this go uncompressed.
+    std::size_t threshold = 1024;
+    /// Keep the compressor's window between messages (better ratios, and its memory for the whole session).
+    /// Off: server_no_context_takeover, each message compressed alone; the compressor is released between
+    /// messages, and a message broadcast with send_shared is compressed once for every session.
+    bool server_context_takeover = true;
+    /// Let clients keep their window between messages. Off: the answer carries client_no_context_takeover,
+    /// and the server's decompressor is released between messages.
+    bool client_context_takeover = true;
+};
+
 /// Limits and timeouts of one WebSocket session, and what its handshake accepts.
 struct websocket_options {
     /// A bigger message (all its fragments together) closes the session with 1009.
@@ -47,6 +75,8 @@ struct websocket_options {
     /// hijacking). A request without Origin (not from a browser) is allowed. Off: any Origin is allowed,
     /// only for services that do not authenticate by cookie or by the client's address.
     bool check_origin = true;
+    /// permessage-deflate (RFC 7692), off by default.
+    websocket_deflate_options deflate{};
 };
 
 /// WebSocket close codes (RFC 6455 section 7.4.1). Applications may also use 3000-4999

@@ -1,8 +1,12 @@
 // A consumer of weir: builds a pipeline and a server type, and checks the version macros. With
-// WEIR_HAS_ZLIB (CMake: weir::zlib) it also runs the gzip stage, which is what needs zlib linked.
+// WEIR_HAS_ZLIB (CMake: weir::zlib) it also runs the gzip stage, which is what needs zlib linked; with
+// WEIR_HAS_OPENSSL (weir::tls) it loads TLS settings, which is what needs OpenSSL linked.
 #include <weir/weir.hpp>
 #ifdef WEIR_HAS_ZLIB
 #include <weir/middleware/compression.hpp>
+#endif
+#ifdef WEIR_HAS_OPENSSL
+#include <weir/tls.hpp>
 #endif
 
 #include <cstdio>
@@ -25,6 +29,16 @@ int main() {
     std::string zipped;
     ok = ok && weir::compression::gzip(std::string(4096, 'a'), zipped, 6) && zipped.size() < 4096;
     std::printf("gzip: %zu bytes\n", zipped.size());
+#endif
+#ifdef WEIR_HAS_OPENSSL
+    try {
+        weir::tls_options tls;
+        tls.certificates.push_back({.certificate_chain_pem = "not PEM", .private_key_pem = "not PEM"});
+        weir::tls_context context(tls);
+        ok = false; // text that is not PEM must be refused
+    } catch (const weir::tls_error& e) {
+        std::printf("tls: %s\n", e.what());
+    }
 #endif
     std::printf("weir %d.%d.%d: %u\n", WEIR_VERSION_MAJOR, WEIR_VERSION_MINOR, WEIR_VERSION_PATCH,
                 weir::to_int(reply.status()));
