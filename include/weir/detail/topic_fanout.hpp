@@ -259,6 +259,11 @@ private:
     // one write per subscriber that got something. Consecutive events of one topic are handed out subscriber
     // by subscriber (each subscriber's state is touched once per run, not once per event), and runs go in id
     // order, so a subscriber of several topics still gets its events in id order.
+    // At most this many events go to one subscriber before the next subscriber gets them: WebSocket sessions
+    // that compress without context share one compressed copy of a shared payload through a small per-thread
+    // cache of recent messages (8), which a longer run would cycle through without a hit.
+    static constexpr std::size_t events_per_sweep = 8;
+
     void deliver(loop_group& g) {
         {
             std::lock_guard lock(mutex_);
@@ -268,7 +273,7 @@ private:
         auto& events = g.delivering;
         for (std::size_t i = 0; i < events.size();) {
             std::size_t j = i + 1;
-            while (j < events.size() && events[j].to == events[i].to) ++j;
+            while (j < events.size() && j - i < events_per_sweep && events[j].to == events[i].to) ++j;
             // One run for the whole pass (the common case): each subscriber writes at once, while it is hot.
             bool whole_pass = i == 0 && j == events.size();
             for (auto& m : events[i].to->members) {
