@@ -27,8 +27,7 @@ struct topic_event {
     /// The SSE encoding, `id:` field included.
     std::shared_ptr<const std::string> sse;
     /// The WebSocket text message's payload (the event's data). The frame header is laid out by each session
-    /// in its gathering write; a compressed payload shared by sessions that negotiated permessage-deflate
-    /// belongs next to this one.
+    /// in its gathering write, and sessions that compress without context share one compressed copy of it.
     std::shared_ptr<const std::string> websocket;
 };
 
