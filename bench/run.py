@@ -5,10 +5,17 @@ with the server pinned to core 0 and the load generator to core 1, and writes do
 docs/benchmarks.png (gnuplot).
 
     bench/run.py [--quick] [--rounds N] [--duration SECONDS] [--no-build] [--only idle-scale]
+    bench/run.py --only topics [--topics-baseline REF] [--quick] [--no-build]
 
 `--only websocket-deflate` runs bench/websocket_deflate.py (permessage-deflate memory and broadcast CPU).
 `--only idle-scale` runs only the idle-connections-at-scale measurement (3 to 6 minutes) and rewrites that
 section of docs/benchmarks.md, leaving the rest of the page as it is.
+
+`--only topics` measures pub/sub fan-out: the server's CPU time (utime+stime) per delivery from the first
+publish to the last delivery, one server thread, 32-byte payloads, one publish at a time and bursts of 10
+back-to-back publishes, 1,000 and 10,000 subscribers, SSE and WebSocket. With `--topics-baseline REF` (a git
+commit from before topics) the same server built against that commit's headers (the SSE hub and a hand-written
+send_shared broadcast) runs side by side. It prints a table and writes build-bench/topics.json.
 
 Loopback only; every load is bounded in time. The machine is assumed noisy: the page reports ratios, and the
 server's own CPU time per request next to requests per second, since it does not count time other processes
@@ -52,7 +59,9 @@ def parse_args():
     p.add_argument("--no-build", action="store_true", help="use what build-bench/ holds")
     p.add_argument("--report-only", action="store_true",
                    help="rewrite the page from the last run's results (build-bench/results.json)")
-    p.add_argument("--only", choices=["idle-scale", "websocket-deflate"],
+    p.add_argument("--topics-baseline", metavar="REF",
+                   help="with --only topics: also measure the pre-topics fan-out at this git commit")
+    p.add_argument("--only", choices=["idle-scale", "websocket-deflate", "topics"],
                    help="run one mode alone and rewrite its section of the page")
     p.add_argument("--build-dir", help="build directory (default build-bench/)")
     a = p.parse_args()
@@ -62,7 +71,7 @@ def parse_args():
 
 
 ARGS = None
-BUILD_TARGETS = {"idle-scale": ["weir_streams", "weir_idle"]}
+BUILD_TARGETS = {"idle-scale": ["weir_streams", "weir_idle"], "topics": ["weir_topics_server", "weir_topics_client"]}
 
 
 def sh(cmd, **kw):
@@ -711,6 +720,70 @@ COMPILE_UNITS = [
 ]
 
 
+# --- topics ----------------------------------------------------------------------------------------------
+
+def topics_baseline_server(ref):
+    """bench/topics_server.cpp built against the headers of commit `ref` (its hub and send_shared broadcast)."""
+    args, cwd = compile_command("bench/topics_server.cpp")
+    if args is None:
+        raise RuntimeError("no compile command for bench/topics_server.cpp: build with --only topics first")
+    src = tempfile.mkdtemp(prefix="weir-topics-baseline-")
+    archive = subprocess.run(["git", "-C", ROOT, "archive", ref, "include"], check=True, capture_output=True).stdout
+    subprocess.run(["tar", "-x", "-C", src], input=archive, check=True)
+    out = bench_exe("weir_topics_baseline_server")
+    cmd = []
+    for a in args[:-2]:  # without "-o /dev/null"
+        if a == "-c":
+            continue
+        cmd.append("-I" + os.path.join(src, "include") if a == "-I" + os.path.join(ROOT, "include") else a)
+    cmd += ["-DWEIR_TOPICS_BASELINE", "-o", out, "-pthread"] + (["-lfmt"] if "-DFMT_SHARED" in cmd else [])
+    sh(cmd, cwd=cwd)
+    shutil.rmtree(src)
+    return out
+
+
+def topics_cell(server, kind, subscribers, burst):
+    """One measurement: the client's report line as a dict."""
+    deliveries = (300_000 if subscribers <= 1000 else 1_000_000) * (1 if burst == 1 else 3)
+    if ARGS.quick:
+        deliveries //= 5
+    rounds = max(1, deliveries // (subscribers * burst))
+    for attempt in range(2):
+        port = free_port()
+        with Running([server, "--port", str(port)], port) as srv:
+            client = subprocess.run(["taskset", "-c", "1", bench_exe("weir_topics_client"), kind, str(port),
+                                     str(srv.proc.pid), str(subscribers), str(burst), str(rounds)],
+                                    capture_output=True, text=True)
+        if client.returncode == 0:
+            return {k: float(v) for k, v in re.findall(r"(\w+)=([\d.]+)", client.stdout)}
+        log(f"topics: the client failed ({client.stderr.strip()}); " + ("retrying" if attempt == 0 else "giving up"))
+    raise RuntimeError("the topics client failed twice")
+
+
+def run_topics():
+    raise_nofile()
+    servers = [("weir topics", bench_exe("weir_topics_server"))]
+    if ARGS.topics_baseline:
+        servers.append((f"before topics ({ARGS.topics_baseline})", topics_baseline_server(ARGS.topics_baseline)))
+    results = []
+    for subscribers in (1000, 10000):
+        for burst in (1, 10):
+            for kind in ("sse", "ws"):
+                for name, exe in servers:
+                    log(f"topics: {name}, {kind}, {subscribers} subscribers, burst {burst}")
+                    wait_for_quiet(limit=15)  # CPU time per delivery is the server's own; wall time is not reported
+                    r = topics_cell(exe, kind, subscribers, burst)
+                    results.append({"server": name, "kind": kind, "subscribers": subscribers, "burst": burst, **r})
+    with open(os.path.join(BUILD, "topics.json"), "w") as f:
+        json.dump(results, f, indent=1)
+    print("| subscribers, mode | protocol | server | CPU per delivery | deliveries/s |")
+    print("| --- | --- | --- | ---: | ---: |")
+    for r in results:
+        mode = "one at a time" if r["burst"] == 1 else f"bursts of {int(r['burst'])}"
+        print(f"| {r['subscribers']:,}, {mode} | {'SSE' if r['kind'] == 'sse' else 'WebSocket'} | {r['server']} | "
+              f"{r['cpu_us_per_delivery']:.2f} us | {r['deliveries_per_second']:,.0f} |")
+
+
 def compile_command(src):
     """The build's own command for one source (its flags and defines), writing no object or dependency file."""
     with open(os.path.join(BUILD, "compile_commands.json")) as f:
@@ -981,6 +1054,11 @@ def main():
             json.dump(r, f, indent=1)
         splice_idle_scale(idle_scale_section(r))
         log("rewrote the idle-scale section of docs/benchmarks.md")
+        return
+    if ARGS.only == "topics":
+        if not ARGS.no_build:
+            build(BUILD_TARGETS["topics"])
+        run_topics()
         return
     if ARGS.report_only:
         with open(saved) as f:

@@ -24,46 +24,37 @@
 
 #include <charconv>
 #include <memory>
-#include <mutex>
 #include <string>
 #include <thread>
 #include <vector>
 
 namespace {
 
-// Everyone listening: the SSE hub and the WebSocket sessions. Each message is encoded once per protocol.
+// Everyone listening, over SSE and WebSockets alike: one topic. Each message is encoded once per protocol.
 class chat_room {
 public:
-    explicit chat_room(weir::sse_hub_options options) : hub_(std::move(options)) {}
+    explicit chat_room(weir::topics_options options) : topics_(std::move(options)) {
+        topics_.retain(topic); // clients that reconnect with Last-Event-ID replay what they missed
+    }
 
     void publish(std::string text) {
         weir::sse_event e;
         e.event = "message";
-        e.data = text;
-        hub_.publish(std::move(e));
-        auto payload = std::make_shared<const std::string>(std::move(text));
-        std::lock_guard lock(mutex_);
-        for (auto& s : sockets_) s->send_shared(payload);
+        e.data = std::move(text);
+        topics_.publish(topic, std::move(e));
     }
 
     template <class Request>
-    weir::pending<weir::sse> subscribe(const Request& req) {
-        return hub_.subscribe(req);
+    weir::pending<weir::sse> subscribe(const Request& req) const {
+        return topics_.subscribe(req, {std::string(topic)});
     }
 
-    void join(std::shared_ptr<weir::websocket_sender> s) {
-        std::lock_guard lock(mutex_);
-        sockets_.push_back(std::move(s));
-    }
-    void leave(const std::shared_ptr<weir::websocket_sender>& s) {
-        std::lock_guard lock(mutex_);
-        std::erase(sockets_, s);
-    }
+    // Call from the session's handler; the session hears the room until the membership is destroyed.
+    weir::topic_membership join(weir::websocket_connection& ws) const { return topics_.join(ws, topic); }
 
 private:
-    weir::sse_hub hub_;
-    std::mutex mutex_;
-    std::vector<std::shared_ptr<weir::websocket_sender>> sockets_;
+    static constexpr std::string_view topic = "chat";
+    weir::topics topics_;
 };
 
 // With --token, the event stream, the WebSocket and posting need `Authorization: Bearer T` or `?token=T`
@@ -144,10 +135,10 @@ int main(int argc, char** argv) {
 #endif
     }
 
-    weir::sse_hub_options hub_options;
-    hub_options.replay_capacity = 1000;
-    hub_options.stream.heartbeat = std::chrono::milliseconds(heartbeat_ms);
-    auto room = std::make_shared<chat_room>(hub_options);
+    weir::topics_options room_options;
+    room_options.history.events = 1000;
+    room_options.stream.heartbeat = std::chrono::milliseconds(heartbeat_ms);
+    auto room = std::make_shared<chat_room>(room_options);
 
     weir::websocket_options ws_options;
     ws_options.max_message_size = max_message;
@@ -189,13 +180,7 @@ int main(int argc, char** argv) {
                 return weir::accept_websocket(
                     req,
                     [room](weir::websocket_connection& ws) -> asio::awaitable<void> {
-                        auto me = ws.sender();
-                        room->join(me);
-                        struct leave_room {
-                            chat_room& room;
-                            std::shared_ptr<weir::websocket_sender> me;
-                            ~leave_room() { room.leave(me); }
-                        } guard{*room, me};
+                        auto membership = room->join(ws);
                         while (auto message = co_await ws.read())
                             if (!message->binary) room->publish(std::move(message->data));
                     },

@@ -22,4 +22,5 @@
 
 #include <weir/middleware.hpp>
 #include <weir/sse.hpp>
+#include <weir/topics.hpp>
 #include <weir/websocket.hpp>

@@ -1,0 +1,324 @@
+#pragma once
+
+// The delivery side of topics: which event loops have subscribers of which topic, and one delivery pass per
+// loop for everything published since its last pass. Subscribers live on their loop and are only touched
+// there; the shared part (which loops to post to, what waits for each) is under one mutex.
+
+#include <weir/topics/backend.hpp>
+
+#include <asio/any_io_executor.hpp>
+#include <asio/execution_context.hpp>
+#include <asio/post.hpp>
+#include <asio/query.hpp>
+
+#include <algorithm>
+#include <cstddef>
+#include <cstdint>
+#include <memory>
+#include <mutex>
+#include <string>
+#include <string_view>
+#include <unordered_map>
+#include <utility>
+#include <vector>
+
+namespace weir::detail {
+
+class topic_subscriber;
+
+// The subscribers of one topic on one loop. Touched only on that loop.
+struct loop_topic {
+    struct member {
+        topic_subscriber* subscriber;
+        std::size_t registration; // its index in the subscriber's registrations
+        // Events with a greater id are delivered to it; until then (it replays history, or it joined after
+        // them) they are skipped.
+        std::uint64_t live_after = UINT64_MAX;
+    };
+    std::vector<member> members;
+};
+
+// One event loop's share of a topics object: events waiting for its next delivery pass.
+struct loop_group {
+    struct waiting_event {
+        std::shared_ptr<loop_topic> to;
+        std::shared_ptr<const topic_event> event;
+    };
+    asio::any_io_executor executor;
+    std::vector<waiting_event> waiting; // under the fanout's mutex
+    bool scheduled = false;             // under the fanout's mutex
+    std::size_t registrations = 0;      // under the fanout's mutex
+    std::size_t subscribers = 0;        // under the fanout's mutex
+    bool loop_gone = false;             // under the fanout's mutex: its io_context is being destroyed
+    std::vector<topic_subscriber*> touched; // on the loop: subscribers given events in this pass
+    std::vector<waiting_event> delivering;  // on the loop: the pass's events (kept for its capacity)
+};
+
+// A subscriber of one or more topics, on one loop.
+class topic_subscriber {
+public:
+    virtual ~topic_subscriber() = default;
+    // Queues the event's bytes (applying the subscriber's slow-consumer policy).
+    virtual void queue(const topic_event& e) = 0;
+    // Writes what was queued in this pass: one gathering write.
+    virtual void flush() = 0;
+
+private:
+    friend class topic_fanout;
+    struct registration {
+        std::string topic;
+        std::shared_ptr<loop_topic> slot;
+        std::size_t index;
+    };
+    std::vector<registration> registrations_;
+    std::shared_ptr<loop_group> group_;
+    bool touched_ = false;
+};
+
+class topic_fanout;
+
+// Tells the fanouts with subscribers on an event loop when its io_context is destroyed (an Asio service is
+// shut down before the context's pending handlers are destroyed), so that no publish posts to it afterwards,
+// whatever still holds a subscription there.
+class topic_loop_service final : public asio::execution_context::service {
+public:
+    using key_type = topic_loop_service;
+    static inline asio::execution_context::id id;
+
+    explicit topic_loop_service(asio::execution_context& context) : asio::execution_context::service(context) {}
+
+    void add(const std::shared_ptr<topic_fanout>& f) {
+        std::lock_guard lock(mutex_);
+        std::erase_if(fanouts_, [](auto& w) { return w.expired(); });
+        for (auto& w : fanouts_)
+            if (w.lock() == f) return;
+        fanouts_.push_back(f);
+    }
+
+private:
+    inline void shutdown() override;
+
+    std::mutex mutex_;
+    std::vector<std::weak_ptr<topic_fanout>> fanouts_;
+};
+
+class topic_fanout : public std::enable_shared_from_this<topic_fanout> {
+public:
+    explicit topic_fanout(std::shared_ptr<topic_backend> backend) : backend_(std::move(backend)) {}
+
+    // Called once the fanout is owned by a shared_ptr: the backend's events come here.
+    void connect() {
+        backend_->set_sink([weak = weak_from_this()](const std::shared_ptr<const topic_event>& e) {
+            if (auto self = weak.lock()) self->dispatch(e);
+        });
+    }
+
+    topic_backend& backend() noexcept { return *backend_; }
+
+    // Registers `s` (on the loop of `executor`, from that loop) for `topic`; false if it already is. The
+    // backend listens first, so no event published after this returns is missed by the sink.
+    bool add(topic_subscriber& s, const asio::any_io_executor& executor, std::string_view topic) {
+        for (auto& r : s.registrations_)
+            if (r.topic == topic) return false;
+        backend_->listen(topic);
+        std::lock_guard lock(mutex_);
+        if (!s.group_) {
+            auto it = std::find_if(groups_.begin(), groups_.end(), [&](auto& g) { return g->executor == executor; });
+            if (it == groups_.end()) {
+                auto g = std::make_shared<loop_group>();
+                g->executor = executor;
+                it = groups_.insert(groups_.end(), std::move(g));
+                asio::use_service<topic_loop_service>(asio::query(executor, asio::execution::context))
+                    .add(shared_from_this());
+            }
+            s.group_ = *it;
+            ++s.group_->subscribers;
+            ++subscribers_;
+        }
+        auto& loops = topics_[std::string(topic)];
+        auto it = std::find_if(loops.begin(), loops.end(), [&](auto& l) { return l.first == s.group_; });
+        if (it == loops.end()) it = loops.insert(loops.end(), {s.group_, std::make_shared<loop_topic>()});
+        auto& slot = it->second;
+        s.registrations_.push_back({std::string(topic), slot, slot->members.size()});
+        slot->members.push_back({&s, s.registrations_.size() - 1, UINT64_MAX});
+        ++s.group_->registrations;
+        return true;
+    }
+
+    // Delivers live events of every topic of `s` with an id greater than `after` to it from now on (on its loop).
+    void go_live(topic_subscriber& s, std::uint64_t after) {
+        for (auto& r : s.registrations_) r.slot->members[r.index].live_after = after;
+    }
+
+    // The same for one topic of `s`.
+    void go_live(topic_subscriber& s, std::uint64_t after, std::string_view topic) {
+        for (auto& r : s.registrations_)
+            if (r.topic == topic) r.slot->members[r.index].live_after = after;
+    }
+
+    // Unregisters `s` from `topic` (on its loop); false if it was not registered.
+    bool remove(topic_subscriber& s, std::string_view topic) {
+        auto r = std::find_if(s.registrations_.begin(), s.registrations_.end(), [&](auto& x) { return x.topic == topic; });
+        if (r == s.registrations_.end()) return false;
+        {
+            std::lock_guard lock(mutex_);
+            unregister(s, static_cast<std::size_t>(r - s.registrations_.begin()));
+            if (s.registrations_.empty()) leave_group(s);
+        }
+        backend_->unlisten(topic);
+        return true;
+    }
+
+    // Unregisters `s` from every topic (on its loop, or while its loop is destroyed).
+    void remove_all(topic_subscriber& s) {
+        std::vector<std::string> names;
+        {
+            std::lock_guard lock(mutex_);
+            while (!s.registrations_.empty()) {
+                names.push_back(s.registrations_.back().topic);
+                unregister(s, s.registrations_.size() - 1);
+            }
+            if (s.group_) leave_group(s);
+        }
+        for (auto& n : names) backend_->unlisten(n);
+    }
+
+    // The io_context `context` is being destroyed: its groups get no more posts and stop counting.
+    void loop_gone(asio::execution_context& context) {
+        std::lock_guard lock(mutex_);
+        for (auto& g : groups_)
+            if (&asio::query(g->executor, asio::execution::context) == &context) {
+                g->loop_gone = true;
+                subscribers_ -= g->subscribers;
+            }
+        std::erase_if(groups_, [](auto& g) { return g->loop_gone; });
+        for (auto t = topics_.begin(); t != topics_.end();) {
+            std::erase_if(t->second, [](auto& l) { return l.first->loop_gone; });
+            t = t->second.empty() ? topics_.erase(t) : std::next(t);
+        }
+    }
+
+    std::size_t subscriber_count() const {
+        std::lock_guard lock(mutex_);
+        return subscribers_;
+    }
+
+private:
+    // Under the mutex: drops registration i of s (the last registration moves into its place).
+    void unregister(topic_subscriber& s, std::size_t i) {
+        auto& reg = s.registrations_[i];
+        auto& members = reg.slot->members;
+        // Swap-remove from the loop's member list, fixing the index of the member moved.
+        std::size_t at = reg.index;
+        if (at + 1 != members.size()) {
+            members[at] = members.back();
+            members[at].subscriber->registrations_[members[at].registration].index = at;
+        }
+        members.pop_back();
+        if (members.empty()) {
+            auto t = topics_.find(reg.topic);
+            if (t != topics_.end()) {
+                std::erase_if(t->second, [&](auto& l) { return l.second == reg.slot; });
+                if (t->second.empty()) topics_.erase(t);
+            }
+        }
+        --s.group_->registrations;
+        if (i + 1 != s.registrations_.size()) {
+            s.registrations_[i] = std::move(s.registrations_.back());
+            s.registrations_[i].slot->members[s.registrations_[i].index].registration = i;
+        }
+        s.registrations_.pop_back();
+    }
+
+    // Under the mutex: s has no registration left.
+    void leave_group(topic_subscriber& s) {
+        --s.group_->subscribers;
+        if (!s.group_->loop_gone) --subscribers_;
+        if (s.group_->registrations == 0) std::erase(groups_, s.group_);
+        s.group_.reset();
+    }
+
+    // From the backend (under its lock, in id order within a topic): the event waits for each loop with a
+    // subscriber of its topic, and a loop without a pass scheduled gets one. A group exists only while a
+    // subscriber on its loop is registered, and subscribers leave (under this mutex) before their loop is
+    // destroyed, so this never posts to a loop that is gone.
+    void dispatch(const std::shared_ptr<const topic_event>& e) {
+        std::lock_guard lock(mutex_);
+        auto t = topics_.find(e->topic);
+        if (t == topics_.end()) return;
+        for (auto& [group, slot] : t->second) {
+            group->waiting.push_back({slot, e});
+            if (!group->scheduled) {
+                group->scheduled = true;
+                asio::post(group->executor, [self = shared_from_this(), g = group] { self->deliver(*g); });
+            }
+        }
+    }
+
+    // On the group's loop: everything published since the last pass, in order, to each live subscriber; then
+    // one write per subscriber that got something. Consecutive events of one topic are handed out subscriber
+    // by subscriber (each subscriber's state is touched once per run, not once per event), and runs go in id
+    // order, so a subscriber of several topics still gets its events in id order.
+    // At most this many events go to one subscriber before the next subscriber gets them: WebSocket sessions
+    // that compress without context share one compressed copy of a shared payload through a small per-thread
+    // cache of recent messages (8), which a longer run would cycle through without a hit.
+    static constexpr std::size_t events_per_sweep = 8;
+
+    void deliver(loop_group& g) {
+        {
+            std::lock_guard lock(mutex_);
+            g.delivering.swap(g.waiting);
+            g.scheduled = false;
+        }
+        auto& events = g.delivering;
+        for (std::size_t i = 0; i < events.size();) {
+            std::size_t j = i + 1;
+            while (j < events.size() && j - i < events_per_sweep && events[j].to == events[i].to) ++j;
+            // One run for the whole pass (the common case): each subscriber writes at once, while it is hot.
+            bool whole_pass = i == 0 && j == events.size();
+            for (auto& m : events[i].to->members) {
+                topic_subscriber& s = *m.subscriber;
+                bool queued = false;
+                for (std::size_t k = i; k < j; ++k) {
+                    const topic_event& e = *events[k].event;
+                    if (e.id <= m.live_after) continue;
+                    s.queue(e);
+                    queued = true;
+                }
+                if (!queued) continue;
+                if (whole_pass) {
+                    s.flush();
+                } else if (!s.touched_) {
+                    s.touched_ = true;
+                    g.touched.push_back(&s);
+                }
+            }
+            i = j;
+        }
+        events.clear();
+        for (auto* s : g.touched) {
+            s->touched_ = false;
+            s->flush();
+        }
+        g.touched.clear();
+    }
+
+    std::shared_ptr<topic_backend> backend_;
+    mutable std::mutex mutex_;
+    std::size_t subscribers_ = 0;
+    std::vector<std::shared_ptr<loop_group>> groups_;
+    std::unordered_map<std::string, std::vector<std::pair<std::shared_ptr<loop_group>, std::shared_ptr<loop_topic>>>>
+        topics_;
+};
+
+inline void topic_loop_service::shutdown() {
+    std::vector<std::weak_ptr<topic_fanout>> fanouts;
+    {
+        std::lock_guard lock(mutex_);
+        fanouts.swap(fanouts_);
+    }
+    for (auto& w : fanouts)
+        if (auto f = w.lock()) f->loop_gone(context());
+}
+
+} // namespace weir::detail

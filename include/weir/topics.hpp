@@ -1,0 +1,175 @@
+#pragma once
+
+/// Topics: publish once, and every subscriber of a topic receives the event, over Server-Sent Events or a
+/// WebSocket alike. Each event is encoded once per protocol and its bytes are shared; each event loop delivers
+/// everything published since its last pass in one pass, with one gathering write per subscriber.
+
+#include <weir/reply.hpp>
+#include <weir/sse/event.hpp>
+#include <weir/sse/stream.hpp>
+#include <weir/topics/backend.hpp>
+#include <weir/websocket/connection.hpp>
+#include <weir/websocket/options.hpp>
+#include <weir/detail/topic_fanout.hpp>
+#include <weir/detail/topic_sse.hpp>
+
+#include <cstddef>
+#include <cstdint>
+#include <initializer_list>
+#include <memory>
+#include <string>
+#include <string_view>
+#include <utility>
+#include <vector>
+
+namespace weir {
+
+/// Options of a topics object.
+struct topics_options {
+    /// History kept per topic for SSE clients that resume with Last-Event-ID (in-process backend).
+    topic_history_options history{};
+    /// Options of each SSE subscriber's stream, its byte-bounded queue and slow-consumer policy included.
+    sse_options stream{};
+    /// What happens to a WebSocket subscriber whose send queue (websocket_options::send_queue_bytes and
+    /// send_queue_capacity) cannot take an event: close it with 1008 (it reconnects), or drop the event.
+    websocket_full_queue_policy websocket_on_full = websocket_full_queue_policy::close_session;
+    /// Where events get their ids and history; null means an in_process_topic_backend with `history`.
+    std::shared_ptr<topic_backend> backend{};
+};
+
+namespace detail {
+
+// A WebSocket session's side of its topics. The session's send queue is its queue: an event is queued there
+// directly (the delivery pass runs on the session's loop), and the session writes a pass's events in one
+// gathering write.
+class websocket_topic_subscriber final : public topic_subscriber {
+public:
+    websocket_topic_subscriber(websocket_connection& session, websocket_full_queue_policy on_full)
+        : session_(&session), on_full_(on_full) {}
+
+    void queue(const topic_event& e) override {
+        if (closing_ || !session_->is_open()) return;
+        if (session_->try_send(websocket_payload(e.websocket))) return;
+        if (on_full_ == websocket_full_queue_policy::drop_message) return;
+        closing_ = true;
+        session_->sender()->close(close_code::policy_violation, "send queue full");
+    }
+    void flush() override {} // the session's own flush is scheduled by try_send
+
+private:
+    websocket_connection* session_;
+    websocket_full_queue_policy on_full_;
+    bool closing_ = false;
+};
+
+} // namespace detail
+
+/// A WebSocket session's membership in topics: it receives every event published to the topics it has
+/// joined, from when it joined. Made by topics::join on the session's thread; join() and leave() change the
+/// topics at run time, on that thread. Destroying it leaves every topic: keep it in the session's handler.
+class topic_membership {
+public:
+    topic_membership(topic_membership&&) noexcept = default;
+    topic_membership& operator=(topic_membership&&) = delete;
+    ~topic_membership() {
+        if (subscriber_) fanout_->remove_all(*subscriber_);
+    }
+
+    /// Joins a topic: events published to it from now on arrive. False if already joined.
+    bool join(std::string_view topic) {
+        if (!fanout_->add(*subscriber_, executor_, topic)) return false;
+        fanout_->go_live(*subscriber_, fanout_->backend().last_id(), topic);
+        return true;
+    }
+
+    /// Leaves a topic: nothing more from it arrives (events it already queued still go out). False if not
+    /// joined.
+    bool leave(std::string_view topic) { return fanout_->remove(*subscriber_, topic); }
+
+private:
+    friend class topics;
+    topic_membership(std::shared_ptr<detail::topic_fanout> fanout, websocket_connection& session,
+                     websocket_full_queue_policy on_full)
+        : fanout_(std::move(fanout)),
+          subscriber_(std::make_unique<detail::websocket_topic_subscriber>(session, on_full)),
+          executor_(session.get_executor()) {}
+
+    std::shared_ptr<detail::topic_fanout> fanout_;
+    std::unique_ptr<detail::websocket_topic_subscriber> subscriber_;
+    asio::any_io_executor executor_;
+};
+
+/// Named topics that SSE streams and WebSocket sessions subscribe to. `publish` is thread-safe and returns
+/// the event's id; SSE clients that reconnect with a Last-Event-ID get what they missed, or a `reset` event
+/// first when that cannot be complete. A copy shares the same topics. A topic nobody subscribes to (and
+/// nobody retains) costs nothing: publishing to it takes an id and nothing else.
+///
+///     weir::topics chat;
+///     weir::get<"/events">([chat](const weir::request<>& req) { return chat.subscribe(req, {"lobby"}); })
+///     // in a WebSocket handler: auto member = chat.join(ws, "lobby"); member.join("room 2");
+///     chat.publish("lobby", "hello");
+class topics {
+public:
+    explicit topics(topics_options options = {})
+        : options_(std::make_shared<const topics_options>(std::move(options))) {
+        auto backend = options_->backend ? options_->backend
+                                         : std::make_shared<in_process_topic_backend>(options_->history);
+        fanout_ = std::make_shared<detail::topic_fanout>(std::move(backend));
+        fanout_->connect();
+    }
+
+    /// Publishes `data` to a topic (an SSE event of type "message", a WebSocket text message); returns its id.
+    std::uint64_t publish(std::string_view topic, std::string data) {
+        sse_event e;
+        e.data = std::move(data);
+        return publish(topic, std::move(e));
+    }
+
+    /// Publishes an SSE event (its type, data, retry and comment; the id is the topic's) to a topic; WebSocket
+    /// subscribers get its data as a text message. Returns its id. Throws std::invalid_argument for an event
+    /// type with CR or LF.
+    std::uint64_t publish(std::string_view topic, sse_event event) {
+        return fanout_->backend().publish(topic, std::move(event));
+    }
+
+    /// Answers a request with an event stream subscribed to `names`, resuming after the request's
+    /// Last-Event-ID.
+    template <class Request>
+    pending<sse> subscribe(const Request& req, std::vector<std::string> names) const {
+        return subscribe(req, std::move(names), options_->stream);
+    }
+
+    /// The same, with options for this stream.
+    template <class Request>
+    pending<sse> subscribe(const Request& req, std::vector<std::string> names, const sse_options& stream) const {
+        return detail::subscribe_sse(fanout_, std::move(names), last_event_id(req), stream);
+    }
+
+    /// Subscribes a WebSocket session to `names` (call it from the session's handler, on its thread); the
+    /// session must be owned by a shared_ptr, as the server's are. Keep the membership for as long as the
+    /// session should receive events.
+    topic_membership join(websocket_connection& session, std::initializer_list<std::string_view> names = {}) const {
+        topic_membership m(fanout_, session, options_->websocket_on_full);
+        for (auto n : names) m.join(n);
+        return m;
+    }
+
+    /// Subscribes a WebSocket session to one topic.
+    topic_membership join(websocket_connection& session, std::string_view name) const { return join(session, {name}); }
+
+    /// Keeps a topic's history even while nobody subscribes (for clients that resume later), for as long as
+    /// this object's topics exist.
+    void retain(std::string_view name) const { fanout_->backend().listen(name); }
+
+    /// SSE streams and WebSocket sessions subscribed to at least one topic.
+    std::size_t subscriber_count() const { return fanout_->subscriber_count(); }
+
+    /// The id of the last event published (0 before the first).
+    std::uint64_t last_id() const { return fanout_->backend().last_id(); }
+
+private:
+    std::shared_ptr<const topics_options> options_;
+    std::shared_ptr<detail::topic_fanout> fanout_;
+};
+
+} // namespace weir

@@ -1,0 +1,476 @@
+// weir::topics on real loopback sockets: SSE streams and WebSocket sessions subscribed to topics, replay and
+// reset, bounded queues, run-time joins, and publishers on several threads (this file runs under TSan too).
+
+#include <weir/topics.hpp>
+#include <weir/websocket.hpp>
+
+#include "socket_pair.hpp"
+
+#include <doctest/doctest.h>
+
+#include <asio/co_spawn.hpp>
+#include <asio/detached.hpp>
+#include <asio/io_context.hpp>
+#include <asio/ip/tcp.hpp>
+#include <asio/read.hpp>
+#include <asio/write.hpp>
+
+#include <atomic>
+#include <chrono>
+#include <memory>
+#include <optional>
+#include <string>
+#include <string_view>
+#include <thread>
+#include <vector>
+
+using namespace std::chrono_literals;
+
+namespace {
+
+// Just enough of a request for subscribe(): a Last-Event-ID header, or none.
+struct fake_request {
+    std::optional<std::string> last_id;
+    std::optional<std::string_view> header(std::string_view) const {
+        if (!last_id) return std::nullopt;
+        return std::string_view(*last_id);
+    }
+    std::optional<std::string> query_param(std::string_view) const { return std::nullopt; }
+};
+
+asio::awaitable<void> run_sse(std::shared_ptr<socket_pair> sockets, weir::pending<weir::sse> p) {
+    weir::upgraded_connection link(sockets->server, "");
+    co_await p.session().run(link);
+    sockets->server.close();
+}
+
+// A stream's client end: what it read so far, parsed into (id, event, data) triples.
+struct sse_client {
+    std::shared_ptr<socket_pair> sockets;
+    std::string text;
+
+    struct event {
+        std::string id, type, data;
+    };
+
+    // Reads what arrives within `wait` (the server's loop runs elsewhere, or is run by `pump`).
+    void read_for(std::chrono::milliseconds wait, const std::function<void()>& pump = {}) {
+        auto until = std::chrono::steady_clock::now() + wait;
+        sockets->client.non_blocking(true);
+        char buf[65536];
+        while (std::chrono::steady_clock::now() < until) {
+            if (pump) pump();
+            asio::error_code ec;
+            std::size_t n = sockets->client.read_some(asio::buffer(buf), ec);
+            if (!ec) text.append(buf, n);
+            else if (ec == asio::error::would_block) std::this_thread::sleep_for(1ms);
+            else break;
+        }
+    }
+
+    std::vector<event> events() const {
+        std::vector<event> out;
+        std::size_t at = 0;
+        for (std::size_t end; (end = text.find("\n\n", at)) != std::string::npos; at = end + 2) {
+            std::string_view block(text.data() + at, end - at);
+            event e;
+            bool any = false;
+            for (std::size_t p = 0; p <= block.size();) {
+                std::size_t nl = block.find('\n', p);
+                if (nl == std::string_view::npos) nl = block.size();
+                auto line = block.substr(p, nl - p);
+                if (line.starts_with("id: ")) e.id = line.substr(4), any = true;
+                else if (line.starts_with("event: ")) e.type = line.substr(7), any = true;
+                else if (line.starts_with("data: ")) e.data = line.substr(6), any = true;
+                p = nl + 1;
+            }
+            if (any) out.push_back(e);
+        }
+        return out;
+    }
+};
+
+// Opens an SSE subscription on `io` (its loop) and returns its client end.
+sse_client open_sse(asio::io_context& io, weir::pending<weir::sse> p) {
+    auto sockets = std::make_shared<socket_pair>(io);
+    asio::co_spawn(io, run_sse(sockets, std::move(p)), asio::detached);
+    return sse_client{sockets, {}};
+}
+
+// A WebSocket session on `io` whose handler is `handler`; the client end reads the (unmasked) text frames.
+struct ws_client {
+    std::shared_ptr<socket_pair> sockets;
+    std::string pending;
+    std::vector<std::string> messages;
+    bool closed = false;
+
+    void read_for(std::chrono::milliseconds wait, const std::function<void()>& pump = {}) {
+        auto until = std::chrono::steady_clock::now() + wait;
+        sockets->client.non_blocking(true);
+        char buf[65536];
+        while (std::chrono::steady_clock::now() < until) {
+            if (pump) pump();
+            asio::error_code ec;
+            std::size_t n = sockets->client.read_some(asio::buffer(buf), ec);
+            if (!ec) {
+                pending.append(buf, n);
+                parse();
+            } else if (ec == asio::error::would_block) {
+                std::this_thread::sleep_for(1ms);
+            } else {
+                closed = true;
+                break;
+            }
+        }
+    }
+
+    void parse() {
+        while (pending.size() >= 2) {
+            std::size_t len = std::uint8_t(pending[1]) & 0x7f, head = 2;
+            if (len == 126) {
+                if (pending.size() < 4) return;
+                len = (std::size_t(std::uint8_t(pending[2])) << 8) | std::uint8_t(pending[3]);
+                head = 4;
+            }
+            if (pending.size() < head + len) return;
+            std::uint8_t opcode = pending[0] & 0x0f;
+            if (opcode == 1) messages.push_back(pending.substr(head, len));
+            if (opcode == 8) closed = true;
+            pending.erase(0, head + len);
+        }
+    }
+};
+
+ws_client open_ws(asio::io_context& io, weir::websocket_handler handler, weir::websocket_options options = {}) {
+    auto sockets = std::make_shared<socket_pair>(io);
+    auto link = std::make_shared<weir::upgraded_connection>(sockets->server, std::string());
+    auto ws = std::make_shared<weir::websocket>(weir::websocket_handshake{"key", ""}, std::move(handler),
+                                                std::move(options));
+    asio::co_spawn(io, ws->run(*link), [sockets, link, ws](std::exception_ptr) { sockets->server.close(); });
+    return ws_client{sockets, {}, {}};
+}
+
+// A handler that joins `names` and holds the membership until the peer leaves.
+weir::websocket_handler member_of(weir::topics t, std::vector<std::string> names) {
+    return [t, names](weir::websocket_connection& ws) -> asio::awaitable<void> {
+        auto member = t.join(ws);
+        for (auto& n : names) member.join(n);
+        while (co_await ws.read()) {
+        }
+    };
+}
+
+void run_until(asio::io_context& io, const std::function<bool()>& done, std::chrono::milliseconds limit = 5s) {
+    auto until = std::chrono::steady_clock::now() + limit;
+    while (!done() && std::chrono::steady_clock::now() < until) {
+        io.restart();
+        io.run_for(1ms);
+    }
+}
+
+// The WebSocket clients leave and their sessions end (their handlers return, so their memberships go) before
+// the loop is destroyed.
+void end_sessions(asio::io_context& io, weir::topics& t, std::vector<ws_client*> clients) {
+    for (auto* c : clients) c->sockets->client.close();
+    run_until(io, [&] { return t.subscriber_count() == 0; });
+    CHECK(t.subscriber_count() == 0);
+}
+
+std::vector<std::string> ids_of(const std::vector<sse_client::event>& events) {
+    std::vector<std::string> out;
+    for (auto& e : events) out.push_back(e.type == "reset" ? "reset" : e.id);
+    return out;
+}
+
+} // namespace
+
+TEST_CASE("one publish reaches the SSE streams and WebSocket sessions of its topic, and no one else") {
+    asio::io_context io;
+    weir::topics t;
+    auto sse_news = open_sse(io, t.subscribe(fake_request{}, {"news"}));
+    auto sse_sport = open_sse(io, t.subscribe(fake_request{}, {"sport"}));
+    auto ws_news = open_ws(io, member_of(t, {"news"}));
+    auto ws_both = open_ws(io, member_of(t, {"sport", "news"}));
+    run_until(io, [&] { return t.subscriber_count() == 4; });
+    REQUIRE(t.subscriber_count() == 4);
+
+    auto first = t.publish("news", "hello");
+    auto second = t.publish("sport", "goal");
+    CHECK(second == first + 1);
+    auto pump = [&] { io.restart(); io.run_for(1ms); };
+    sse_news.read_for(100ms, pump);
+    sse_sport.read_for(50ms, pump);
+    ws_news.read_for(50ms, pump);
+    ws_both.read_for(50ms, pump);
+
+    CHECK(sse_news.text == "id: " + std::to_string(first) + "\ndata: hello\n\n");
+    CHECK(sse_sport.text == "id: " + std::to_string(second) + "\ndata: goal\n\n");
+    CHECK(ws_news.messages == std::vector<std::string>{"hello"});
+    CHECK(ws_both.messages == std::vector<std::string>{"hello", "goal"});
+    sse_news.sockets->client.close();
+    sse_sport.sockets->client.close();
+    end_sessions(io, t, {&ws_news, &ws_both});
+}
+
+TEST_CASE("a burst published between two loop turns reaches each subscriber whole and in order") {
+    asio::io_context io;
+    weir::topics t;
+    auto sse = open_sse(io, t.subscribe(fake_request{}, {"a"}));
+    auto ws = open_ws(io, member_of(t, {"a"}));
+    run_until(io, [&] { return t.subscriber_count() == 2; });
+    std::vector<std::string> published;
+    for (int i = 0; i < 10; ++i) published.push_back(std::to_string(t.publish("a", "m" + std::to_string(i))));
+    auto pump = [&] { io.restart(); io.run_for(1ms); };
+    sse.read_for(100ms, pump);
+    ws.read_for(100ms, pump);
+    CHECK(ids_of(sse.events()) == published);
+    REQUIRE(ws.messages.size() == 10);
+    for (int i = 0; i < 10; ++i) CHECK(ws.messages[i] == "m" + std::to_string(i));
+    sse.sockets->client.close();
+    end_sessions(io, t, {&ws});
+}
+
+TEST_CASE("a WebSocket session joins and leaves topics at run time") {
+    asio::io_context io;
+    weir::topics t;
+    std::atomic<int> step{0};
+    auto ws = open_ws(io, [&t, &step](weir::websocket_connection& c) -> asio::awaitable<void> {
+        auto member = t.join(c, "a");
+        CHECK(!member.join("a")); // already joined
+        while (auto m = co_await c.read()) {
+            if (m->data == "switch") {
+                CHECK(member.leave("a"));
+                CHECK(!member.leave("a"));
+                CHECK(member.join("b"));
+                step = 1;
+            }
+        }
+    });
+    run_until(io, [&] { return t.subscriber_count() == 1; });
+    t.publish("a", "a1");
+    t.publish("b", "b1"); // not joined yet
+    auto pump = [&] { io.restart(); io.run_for(1ms); };
+    ws.read_for(50ms, pump);
+    CHECK(ws.messages == std::vector<std::string>{"a1"});
+    // A masked text frame "switch" from the client.
+    const char mask[4] = {1, 2, 3, 4};
+    std::string frame = "\x81\x86";
+    frame.append(mask, 4);
+    std::string word = "switch";
+    for (std::size_t i = 0; i < word.size(); ++i) frame += char(word[i] ^ mask[i % 4]);
+    ws.sockets->client.non_blocking(false);
+    asio::write(ws.sockets->client, asio::buffer(frame));
+    run_until(io, [&] { return step == 1; });
+    t.publish("a", "a2");
+    t.publish("b", "b2");
+    ws.read_for(50ms, pump);
+    CHECK(ws.messages == std::vector<std::string>{"a1", "b2"});
+    CHECK(t.subscriber_count() == 1);
+    end_sessions(io, t, {&ws});
+}
+
+TEST_CASE("a stream resuming with Last-Event-ID gets the events it missed, then live ones, with no reset") {
+    asio::io_context io;
+    weir::topics t;
+    t.retain("a");
+    std::vector<std::string> ids;
+    for (int i = 0; i < 5; ++i) ids.push_back(std::to_string(t.publish("a", "e" + std::to_string(i))));
+    t.publish("b", "elsewhere");
+    auto sse = open_sse(io, t.subscribe(fake_request{ids[1]}, {"a"}));
+    run_until(io, [&] { return t.subscriber_count() == 1; });
+    auto pump = [&] { io.restart(); io.run_for(1ms); };
+    sse.read_for(50ms, pump);
+    ids.push_back(std::to_string(t.publish("a", "live")));
+    sse.read_for(50ms, pump);
+    CHECK(ids_of(sse.events()) == std::vector<std::string>(ids.begin() + 2, ids.end()));
+}
+
+TEST_CASE("a resume older than the history, or with an id the topics never gave, starts with one reset event") {
+    asio::io_context io;
+    weir::topics t(weir::topics_options{.history = {.events = 3}});
+    t.retain("a");
+    std::vector<std::string> ids;
+    for (int i = 0; i < 10; ++i) ids.push_back(std::to_string(t.publish("a", "e" + std::to_string(i))));
+    auto old = open_sse(io, t.subscribe(fake_request{ids[1]}, {"a"}));
+    auto future = open_sse(io, t.subscribe(fake_request{"99999"}, {"a"}));
+    auto garbage = open_sse(io, t.subscribe(fake_request{"not-an-id"}, {"a"}));
+    auto fresh = open_sse(io, t.subscribe(fake_request{}, {"a"}));
+    run_until(io, [&] { return t.subscriber_count() == 4; });
+    auto pump = [&] { io.restart(); io.run_for(1ms); };
+    old.read_for(50ms, pump);
+    auto live = std::to_string(t.publish("a", "live"));
+    for (auto* c : {&old, &future, &garbage, &fresh}) c->read_for(50ms, pump);
+
+    CHECK(ids_of(old.events()) == std::vector<std::string>{"reset", ids[7], ids[8], ids[9], live});
+    CHECK(old.text.starts_with("event: reset\ndata: \n\n")); // no id: the client keeps its last id
+    CHECK(ids_of(future.events()) == std::vector<std::string>{"reset", live});
+    CHECK(ids_of(garbage.events()) == std::vector<std::string>{"reset", live});
+    CHECK(ids_of(fresh.events()) == std::vector<std::string>{live});
+}
+
+TEST_CASE("a topic nobody subscribes to keeps nothing, so a resume into it is a reset") {
+    asio::io_context io;
+    weir::topics t;
+    auto before = t.publish("quiet", "nobody hears this");
+    auto sse = open_sse(io, t.subscribe(fake_request{std::to_string(before - 1)}, {"quiet"}));
+    run_until(io, [&] { return t.subscriber_count() == 1; });
+    auto pump = [&] { io.restart(); io.run_for(1ms); };
+    sse.read_for(50ms, pump);
+    CHECK(ids_of(sse.events()) == std::vector<std::string>{"reset"});
+}
+
+TEST_CASE("a stream subscribed to two topics resumes both from one id, in id order") {
+    asio::io_context io;
+    weir::topics t;
+    t.retain("a");
+    t.retain("b");
+    auto start = t.publish("a", "a0");
+    std::vector<std::string> ids{std::to_string(t.publish("b", "b1")), std::to_string(t.publish("a", "a2")),
+                                 std::to_string(t.publish("c", "c3")), std::to_string(t.publish("b", "b4"))};
+    ids.erase(ids.begin() + 2); // c is not subscribed
+    auto sse = open_sse(io, t.subscribe(fake_request{std::to_string(start)}, {"a", "b"}));
+    run_until(io, [&] { return t.subscriber_count() == 1; });
+    auto pump = [&] { io.restart(); io.run_for(1ms); };
+    sse.read_for(50ms, pump);
+    CHECK(ids_of(sse.events()) == ids);
+}
+
+TEST_CASE("a replay far larger than the stream's queue is paced by the client and never trips the policy") {
+    asio::io_context io;
+    weir::sse_options stream;
+    stream.queue_capacity = 16;
+    stream.queue_bytes = 1024;
+    weir::topics t(weir::topics_options{.history = {.events = 5000}, .stream = stream});
+    t.retain("a");
+    auto first = t.publish("a", "first");
+    for (int i = 0; i < 3000; ++i) t.publish("a", std::string(40, 'x'));
+    auto sse = open_sse(io, t.subscribe(fake_request{std::to_string(first)}, {"a"}));
+    auto pump = [&] { io.restart(); io.run_for(1ms); };
+    sse.read_for(1500ms, pump);
+    auto events = sse.events();
+    REQUIRE(events.size() == 3000);
+    CHECK(events.front().id == std::to_string(first + 1));
+    CHECK(events.back().id == std::to_string(first + 3000));
+    CHECK(t.subscriber_count() == 1);
+}
+
+TEST_CASE("a subscriber that stops reading hits its byte bound: disconnect closes it, drop_oldest keeps it") {
+    for (auto policy : {weir::slow_consumer_policy::disconnect, weir::slow_consumer_policy::drop_oldest}) {
+        asio::io_context io;
+        weir::sse_options stream;
+        stream.queue_bytes = 64 * 1024;
+        stream.on_full = policy;
+        weir::topics t(weir::topics_options{.history = {.events = 0}, .stream = stream});
+        auto sse = open_sse(io, t.subscribe(fake_request{}, {"a"}));
+        asio::socket_base::receive_buffer_size small(4096);
+        sse.sockets->client.set_option(small);
+        run_until(io, [&] { return t.subscriber_count() == 1; });
+        // Far more than the socket buffers and the queue hold; the client reads nothing.
+        for (int i = 0; i < 200; ++i) {
+            for (int k = 0; k < 20; ++k) t.publish("a", std::string(4000, 'x'));
+            io.restart();
+            io.run_for(1ms);
+        }
+        run_until(io, [&] { return t.subscriber_count() == 0; }, 500ms);
+        if (policy == weir::slow_consumer_policy::disconnect) CHECK(t.subscriber_count() == 0);
+        else CHECK(t.subscriber_count() == 1);
+    }
+}
+
+TEST_CASE("a WebSocket subscriber whose send queue is full is closed with 1008, or misses the event") {
+    for (auto policy : {weir::websocket_full_queue_policy::close_session, weir::websocket_full_queue_policy::drop_message}) {
+        asio::io_context io;
+        weir::topics t(weir::topics_options{.websocket_on_full = policy});
+        weir::websocket_options o;
+        o.send_queue_bytes = 64 * 1024;
+        o.close_timeout = 100ms;
+        auto ws = open_ws(io, member_of(t, {"a"}), o);
+        asio::socket_base::receive_buffer_size small(4096);
+        ws.sockets->client.set_option(small);
+        run_until(io, [&] { return t.subscriber_count() == 1; });
+        for (int i = 0; i < 200; ++i) {
+            for (int k = 0; k < 20; ++k) t.publish("a", std::string(4000, 'x'));
+            io.restart();
+            io.run_for(1ms);
+        }
+        run_until(io, [&] { return t.subscriber_count() == 0; }, 1s);
+        if (policy == weir::websocket_full_queue_policy::close_session) CHECK(t.subscriber_count() == 0);
+        else CHECK(t.subscriber_count() == 1);
+        end_sessions(io, t, {&ws});
+    }
+}
+
+TEST_CASE("publishers on four threads reach SSE and WebSocket subscribers on four loops: every event once, in "
+          "order, while other subscribers come and go") {
+    constexpr int loops = 4, per_loop = 6, publishers = 4, per_publisher = 150;
+    weir::topics t(weir::topics_options{.history = {.events = 10}});
+    std::vector<std::unique_ptr<asio::io_context>> ios;
+    std::vector<sse_client> streams;
+    std::vector<ws_client> sessions;
+    for (int l = 0; l < loops; ++l) {
+        ios.push_back(std::make_unique<asio::io_context>(1));
+        for (int i = 0; i < per_loop; ++i) {
+            streams.push_back(open_sse(*ios.back(), t.subscribe(fake_request{}, {"all", "loop" + std::to_string(l)})));
+            sessions.push_back(open_ws(*ios.back(), member_of(t, {"loop" + std::to_string(l), "all"})));
+        }
+    }
+    std::atomic<bool> stop{false};
+    std::vector<std::thread> threads;
+    for (auto& io : ios)
+        threads.emplace_back([&, io = io.get()] {
+            auto work = asio::make_work_guard(*io);
+            while (!stop) io->run_for(10ms);
+        });
+    for (int wait = 0; wait < 5000 && t.subscriber_count() < loops * per_loop * 2; ++wait) std::this_thread::sleep_for(1ms);
+    REQUIRE(t.subscriber_count() == loops * per_loop * 2);
+
+    // Churn: short-lived subscribers on every loop while the events are published.
+    std::thread churn([&] {
+        for (int round = 0; round < 20; ++round)
+            for (auto& io : ios) {
+                auto c = std::make_shared<sse_client>(open_sse(*io, t.subscribe(fake_request{}, {"all"})));
+                std::this_thread::sleep_for(1ms);
+                asio::post(*io, [c] { c->sockets->client.close(); });
+            }
+    });
+    std::vector<std::thread> pubs;
+    for (int p = 0; p < publishers; ++p)
+        pubs.emplace_back([&, p] {
+            for (int i = 0; i < per_publisher; ++i) t.publish("all", "p" + std::to_string(p) + " " + std::to_string(i));
+        });
+    for (auto& th : pubs) th.join();
+    churn.join();
+
+    constexpr std::size_t total = publishers * per_publisher;
+    for (auto& s : streams) {
+        for (int wait = 0; wait < 100 && s.events().size() < total; ++wait) s.read_for(20ms);
+        auto events = s.events();
+        CHECK(events.size() == total);
+        bool ordered = true;
+        for (std::size_t i = 1; i < events.size(); ++i) ordered = ordered && std::stoull(events[i - 1].id) < std::stoull(events[i].id);
+        CHECK(ordered);
+    }
+    for (auto& s : sessions) {
+        for (int wait = 0; wait < 100 && s.messages.size() < total; ++wait) s.read_for(20ms);
+        CHECK(s.messages.size() == total);
+        // Each publisher's events arrive in the order it published them.
+        std::vector<int> next(publishers, 0);
+        bool ordered = true;
+        for (auto& m : s.messages) {
+            int p = m[1] - '0';
+            ordered = ordered && m == "p" + std::to_string(p) + " " + std::to_string(next[p]++);
+        }
+        CHECK(ordered);
+    }
+    // The WebSocket clients leave and their sessions end; the streams stay open while their loops are destroyed.
+    for (auto& c : sessions) c.sockets->client.close();
+    for (int wait = 0; wait < 5000 && t.subscriber_count() > streams.size(); ++wait) std::this_thread::sleep_for(1ms);
+    CHECK(t.subscriber_count() == streams.size());
+    stop = true;
+    for (auto& th : threads) th.join();
+    sessions.clear();
+    streams.clear(); // the socket pairs stay with the streams' sessions, open
+    ios.clear();     // the loops are destroyed with their streams open: the streams leave
+    CHECK(t.subscriber_count() == 0);
+    CHECK(t.publish("all", "to no one") > total);
+}
