@@ -270,7 +270,7 @@ private:
     }
 
     asio::awaitable<void> wait_room() {
-        if (!room_) room_.emplace(*io_, asio::steady_timer::time_point::max());
+        if (!room_) room_ = std::make_unique<asio::steady_timer>(*io_, asio::steady_timer::time_point::max());
         asio::error_code ec;
         co_await room_->async_wait(asio::redirect_error(asio::use_awaitable, ec));
     }
@@ -309,7 +309,7 @@ private:
     std::size_t owed_ = 0;          // bytes to write before the write deadline is re-armed
     std::size_t written_ = 0;
     std::unique_ptr<sse_attachment> attachment_;
-    std::optional<asio::steady_timer> room_;   // only for producers that wait for room
+    std::unique_ptr<asio::steady_timer> room_; // only for producers that wait for room (a hub subscriber has none)
     asio::steady_timer* ended_ = nullptr;      // the session waiting for its producer to end
     std::function<void()> after_producer_;     // or what to do once it has ended
     asio::cancellation_signal producer_cancel_;
