@@ -11,7 +11,7 @@ import subprocess
 import tempfile
 import time
 
-from weir_harness import Results, Server, closed_by_peer, expect, header, read_response
+from weir_harness import read_until, Results, Server, closed_by_peer, expect, header, read_response
 
 import websockets
 
@@ -39,16 +39,6 @@ def open_events(srv, path="/events", headers=()):
     lines = head.decode().split("\r\n")
     hs = [(n.strip().lower(), v.strip()) for n, v in (l.split(":", 1) for l in lines[1:])]
     return s, int(lines[0].split()[1]), hs, rest
-
-
-def read_until(s, buf, needle, timeout=10):
-    s.settimeout(timeout)
-    while needle not in buf:
-        chunk = s.recv(65536)
-        if not chunk:
-            raise ConnectionError(f"closed before {needle!r}; got {buf[-200:]!r}")
-        buf += chunk
-    return buf
 
 
 def common_headers(hs, what):

@@ -15,7 +15,7 @@ import tempfile
 import time
 
 from tls_certs import TestPKI
-from weir_harness import Results, Server, closed_by_peer, expect, header
+from weir_harness import read_until, Results, Server, closed_by_peer, expect, header
 
 import websockets
 
@@ -73,16 +73,6 @@ def open_events(srv):
     head, rest = buf.split(b"\r\n\r\n", 1)
     expect(head.startswith(b"HTTP/1.1 200"), f"event stream head: {head[:80]!r}")
     return s, rest
-
-
-def read_until(s, buf, needle, timeout=10):
-    s.settimeout(timeout)
-    while needle not in buf:
-        chunk = s.recv(65536)
-        if not chunk:
-            raise ConnectionError(f"closed before {needle!r}; got {buf[-200:]!r}")
-        buf += chunk
-    return buf
 
 
 def post(srv, text):

@@ -101,6 +101,17 @@ def read_response(sock, head_only=False):
     return status, headers, rest, b""
 
 
+def read_until(s, buf, needle, timeout=10):
+    """Reads from `s` onto `buf` until `needle` is in it; returns it. Raises if the peer closes first."""
+    s.settimeout(timeout)
+    while needle not in buf:
+        chunk = s.recv(65536)
+        if not chunk:
+            raise ConnectionError(f"closed before {needle!r}; got {buf[-200:]!r}")
+        buf += chunk
+    return buf
+
+
 def rss_kib(pid):
     """The resident memory of process `pid` (VmRSS), in KiB."""
     with open(f"/proc/{pid}/status") as f:
