@@ -145,10 +145,7 @@ private:
         if constexpr (!plain_fast_path) {
             activate();
         } else {
-            if (buffer_.size() == 0) {
-                take_spare(buffer_, spare_buffers());
-                if (buffer_.size() == 0) buffer_.resize(initial_buffer);
-            }
+            take_read_buffer();
             asio::error_code ec;
             std::size_t n = transport_.read_some(asio::buffer(buffer_.data() + end_, buffer_.size() - end_), ec);
             if (ec == asio::error::would_block || ec == asio::error::try_again) {
@@ -167,18 +164,14 @@ private:
                 http_request message;
                 auto result = parser.parse(buffered(), message);
                 if (result.state != parse_result::kind::complete) break;
-                version_ = message.version();
-                message.remote_ = remote_;
-                message.secure_ = transport_.is_secure();
+                take_request(message);
                 bool keep_alive = message.keep_alive() && !shutting_down_;
                 bool head = message.method() == "HEAD";
                 try {
                     reply<> r = app_(request<>(message));
                     append_response(*r.template get_if<response>(), head, keep_alive);
                 } catch (const std::exception& e) {
-                    report_error(options_, fmt::format("{} {}: {}", message.method(), message.target(), e.what()));
-                    append_response(response(status::internal_server_error, "Internal Server Error\n"), head,
-                                    keep_alive);
+                    answer_handler_failure(message, e, head, keep_alive);
                 }
                 begin_ += result.consumed;
                 if (close_after_ || begin_ == end_ || out_.size() > 64 * 1024) break;
@@ -213,7 +206,7 @@ private:
         asio::co_spawn(transport_.get_executor(), serve(),
                        asio::bind_cancellation_slot(cancel_.slot(), [self = this->shared_from_this()](
                                                                         std::exception_ptr) {
-                           if (self->upgrade_running_) return; // the session's coroutine finishes the connection
+                           if (self->upgrade_) return; // the session finishes the connection when it ends
                            if (std::exchange(self->go_idle_, false)) self->wait_for_request();
                            else self->finish();
                        }));
@@ -256,6 +249,12 @@ private:
         } else {
             std::string().swap(b);
         }
+    }
+    // A read buffer from the thread's spares, or a new one, if the connection has none.
+    void take_read_buffer() {
+        if (buffer_.size() != 0) return;
+        take_spare(buffer_, spare_buffers());
+        if (buffer_.size() == 0) buffer_.resize(initial_buffer);
     }
     static void take_spare(std::string& b, std::vector<std::string>& spare) {
         if (b.capacity() == 0 && !spare.empty()) {
@@ -360,10 +359,7 @@ private:
     // nothing to read. Returns false on EOF or error.
     asio::awaitable<bool> read_more() {
         asio::error_code ec;
-        if (buffer_.size() == 0) {
-            take_spare(buffer_, spare_buffers());
-            if (buffer_.size() == 0) buffer_.resize(initial_buffer);
-        }
+        take_read_buffer();
         if (end_ == buffer_.size()) {
             if (begin_ > 0) {
                 std::memmove(buffer_.data(), buffer_.data() + begin_, end_ - begin_);
@@ -415,15 +411,20 @@ private:
 
     // Closes after an error answer without losing it: a close with unread request bytes would make the
     // kernel send RST, and the client could lose the response. Stop sending, drain briefly, then close.
-    asio::awaitable<void> linger_close() {
-        transport_.shutdown_send();
+    // `below_tls`: the answer went out in plain text under a secure transport (plain HTTP to a TLS port), so
+    // stop and drain the TCP socket itself.
+    asio::awaitable<void> linger_close(bool below_tls = false) {
+        asio::error_code ec;
+        if (below_tls) transport_.lowest_layer().shutdown(asio::socket_base::shutdown_send, ec);
+        else transport_.shutdown_send();
         set_deadline(std::chrono::milliseconds(2000));
         timed_out_ = false;
         char sink[4096];
         std::size_t drained = 0;
-        asio::error_code ec;
+        ec = {};
         while (!ec && drained < 256 * 1024 && !timed_out_) {
-            drained += transport_.read_some(asio::buffer(sink), ec);
+            drained += below_tls ? transport_.lowest_layer().read_some(asio::buffer(sink), ec)
+                                 : transport_.read_some(asio::buffer(sink), ec);
             if (ec == asio::error::would_block || ec == asio::error::try_again)
                 co_await transport_.async_wait_readable(asio::redirect_error(asio::use_awaitable, ec));
         }
@@ -440,20 +441,7 @@ private:
         co_await transport_.async_handshake(asio::redirect_error(asio::use_awaitable, ec));
         handshaking_ = false;
         if (!ec) co_return !shutting_down_;
-        if (transport_.answered_plain_http()) {
-            auto& socket = transport_.lowest_layer();
-            socket.shutdown(asio::socket_base::shutdown_send, ec);
-            set_deadline(std::chrono::milliseconds(2000));
-            timed_out_ = false;
-            char sink[4096];
-            std::size_t drained = 0;
-            ec = {};
-            while (!ec && drained < 256 * 1024 && !timed_out_) {
-                drained += socket.read_some(asio::buffer(sink), ec);
-                if (ec == asio::error::would_block || ec == asio::error::try_again)
-                    co_await transport_.async_wait_readable(asio::redirect_error(asio::use_awaitable, ec));
-            }
-        }
+        if (transport_.answered_plain_http()) co_await linger_close(true);
         co_return false;
     }
 
@@ -531,9 +519,7 @@ private:
                 co_return;
             }
             handling_ = true; // a handler may take its time; writes set their own deadline
-            version_ = message.version();
-            message.remote_ = remote_;
-            message.secure_ = transport_.is_secure();
+            take_request(message);
             bool keep_alive = message.keep_alive();
             bool head = message.method() == "HEAD";
             std::size_t consumed = result.consumed;
@@ -567,10 +553,7 @@ private:
                     response r(status::service_unavailable, "Service Unavailable: the server is shutting down\n");
                     append_response(r, head, false);
                 } else {
-                    report_error(options_,
-                                 fmt::format("{} {}: {}", message.method(), message.target(), e.what()));
-                    response r(status::internal_server_error, "Internal Server Error\n");
-                    append_response(r, head, keep_alive && !shutting_down_);
+                    answer_handler_failure(message, e, head, keep_alive && !shutting_down_);
                 }
             }
             if (cancelled_) co_await asio::this_coro::reset_cancellation_state();
@@ -588,6 +571,19 @@ private:
             // Many pipelined responses are written together; cap what waits in memory.
             if (out_.size() > 64 * 1024 && !co_await flush()) co_return;
         }
+    }
+
+    // A parsed request is about to be handled: what the connection knows goes into it.
+    void take_request(http_request& message) {
+        version_ = message.version();
+        message.remote_ = remote_;
+        message.secure_ = transport_.is_secure();
+    }
+
+    // A handler threw: report it and answer 500.
+    void answer_handler_failure(const http_request& message, const std::exception& e, bool head, bool keep_alive) {
+        report_error(options_, fmt::format("{} {}: {}", message.method(), message.target(), e.what()));
+        append_response(response(status::internal_server_error, "Internal Server Error\n"), head, keep_alive);
     }
 
     void append_response(const response& r, bool head, bool keep_alive) {
@@ -665,27 +661,19 @@ private:
         // The session runs on its own, and the HTTP side's coroutines (serve, commit) end: an open stream or session
         // keeps nothing of the request that started it but this object. A protocol that runs from callbacks
         // keeps no coroutine at all while idle; the others run in a coroutine of their own.
-        upgrade_running_ = true;
-        if constexpr (callback_protocol<P>) {
-            auto running = std::make_unique<running_upgrade<P>>(std::move(*p), transport_, std::move(leftover));
-            auto& r = *running;
-            upgrade_ = std::move(running);
-            upgraded_ = &r.link;
-            if (shutting_down_) r.link.begin_shutdown();
-            r.reply.session().start(r.link, [self = this->shared_from_this()](std::exception_ptr e) {
-                self->upgrade_ended(std::move(e));
-            });
-            co_return;
-        }
-        asio::co_spawn(transport_.get_executor(),
-                       run_upgrade(std::make_unique<pending<P>>(std::move(*p)), std::move(leftover)),
-                       [self = this->shared_from_this()](std::exception_ptr) {
-                           self->upgrade_running_ = false;
-                           self->finish();
-                       });
+        auto running = std::make_unique<running_upgrade<P>>(std::move(*p), transport_, std::move(leftover));
+        auto& session_state = *running;
+        upgrade_ = std::move(running);
+        upgraded_ = &session_state.link;
+        // A shutdown that began while the head was being written must still reach the session.
+        if (shutting_down_) session_state.link.begin_shutdown();
+        auto ended = [self = this->shared_from_this()](std::exception_ptr e) { self->upgrade_ended(std::move(e)); };
+        P& started = session_state.reply.session();
+        if constexpr (callback_protocol<P>) started.start(session_state.link, std::move(ended));
+        else asio::co_spawn(transport_.get_executor(), started.run(session_state.link), std::move(ended));
     }
 
-    // A committed upgrade whose session runs from callbacks: what it needs until it ends.
+    // A committed upgrade's session: what it needs until it ends.
     struct running_upgrade_base {
         running_upgrade_base(weir::transport& t, std::string leftover) : link(t, std::move(leftover)) {}
         virtual ~running_upgrade_base() = default;
@@ -717,28 +705,7 @@ private:
         } catch (const std::exception& error) {
             report_error(options_, fmt::format("an on_end callback failed: {}", error.what()));
         }
-        upgrade_running_ = false;
         finish();
-    }
-
-    template <class P>
-    asio::awaitable<void> run_upgrade(std::unique_ptr<pending<P>> p, std::string leftover) {
-        upgraded_connection link(transport_, std::move(leftover));
-        upgraded_ = &link;
-        // A shutdown that began while the head was being written must still reach the session.
-        if (shutting_down_) link.begin_shutdown();
-        auto started = clock::now();
-        try {
-            co_await p->session().run(link);
-        } catch (const std::exception& e) {
-            report_error(options_, fmt::format("upgraded session ended with an error: {}", e.what()));
-        }
-        upgraded_ = nullptr;
-        try {
-            p->ended(upgrade_summary{clock::now() - started, link.bytes_written()});
-        } catch (const std::exception& e) {
-            report_error(options_, fmt::format("an on_end callback failed: {}", e.what()));
-        }
     }
 
     static bool contains_connection_close(std::string_view fields) noexcept {
@@ -770,8 +737,7 @@ private:
     unsigned version_ = 11;  // of the request being answered (10: HTTP/1.0)
     bool idle_ = false;
     bool go_idle_ = false;   // serve() ended because the connection is idle, not closing
-    bool upgrade_running_ = false; // a committed upgrade's session runs
-    std::unique_ptr<running_upgrade_base> upgrade_; // that session's state, when it runs from callbacks
+    std::unique_ptr<running_upgrade_base> upgrade_; // a committed upgrade's session, while it runs
     bool ended_ = false;
     bool handshaking_ = false;
     bool handshake_done_ = false;
