@@ -115,8 +115,8 @@ struct seen {
 
 // A reader with an inflater, fed `bytes` in pieces of `piece` bytes (0: at once).
 std::vector<seen> read_all(std::string bytes, std::size_t piece, bool keep_context = true,
-                           std::size_t max_message = 1 << 20) {
-    weir::detail::ws_inflater inflater(15, keep_context);
+                           std::size_t max_message = 1 << 20, int window_bits = 15) {
+    weir::detail::ws_inflater inflater(window_bits, keep_context);
     weir::detail::ws_frame_reader reader(max_message);
     reader.use_inflater(&inflater);
     std::vector<seen> out;
@@ -173,6 +173,48 @@ TEST_CASE("permessage-deflate: compressed messages read byte by byte equal those
             if (e.kind == ws_event::message && e.data != "plain") texts.push_back(e.data);
         CHECK(texts == messages);
     }
+}
+
+TEST_CASE("permessage-deflate: with a narrow window the context between messages is its last bytes only") {
+    // The client agreed to a 512-byte window and keeps its context: each message may refer to the one before.
+    weir::detail::ws_deflater deflater({6, 9, 1}, true);
+    std::vector<std::string> messages;
+    std::string stream;
+    for (std::size_t size : {300, 40, 2000, 0, 700, 5}) {
+        messages.push_back(text_of(size, static_cast<unsigned>(size) + 11));
+        stream += client_frame(0x1, deflater.compress(messages.back()), true, true);
+    }
+    for (std::size_t piece : {std::size_t(0), std::size_t(1), std::size_t(3)}) {
+        CAPTURE(piece);
+        auto events = read_all(stream, piece, true, 1 << 20, 9);
+        std::vector<std::string> texts;
+        for (auto& e : events) texts.push_back(e.data);
+        CHECK(texts == messages);
+    }
+    // Between messages the session holds no zlib state, only the window's bytes.
+    weir::detail::ws_inflater inflater(9, true);
+    std::string out;
+    auto first = weir::detail::ws_deflater({6, 9, 1}, true).compress(messages[0]);
+    CHECK(inflater.inflate(first.data(), first.size(), true, out, 1 << 20) ==
+          weir::detail::ws_message_inflater::result::ok);
+    CHECK(out == messages[0]);
+    CHECK(!inflater.allocated());
+}
+
+TEST_CASE("permessage-deflate: a reference beyond the agreed window gives one answer however the bytes arrive") {
+    // A stream from a client that broke its 512-byte window: zlib alone accepts it read at once and refuses
+    // it read byte by byte. The decompressor's answer must not depend on the network's cuts.
+    weir::detail::ws_deflater wide({6, 15, 8}, false);
+    std::string text;
+    for (int i = 0; text.size() < 3000; ++i) text += "line " + std::to_string(i % 7) + std::string(90, 'a' + i % 5) + "\n";
+    auto compressed = wide.compress(text);
+    auto at_once = read_all(client_frame(0x1, compressed, true, true), 0, false, 1 << 20, 9);
+    auto bytewise = read_all(client_frame(0x1, compressed, true, true), 1, false, 1 << 20, 9);
+    REQUIRE(at_once.size() == 1);
+    REQUIRE(bytewise.size() == 1);
+    CHECK(at_once[0].kind == bytewise[0].kind);
+    CHECK(at_once[0].data == bytewise[0].data);
+    CHECK(at_once[0].data == text);
 }
 
 TEST_CASE("permessage-deflate: RSV1 on a control or continuation frame, or without the extension, is 1002") {

@@ -101,6 +101,15 @@ private:
 };
 
 // Inflates the compressed messages of one peer as their bytes arrive, never producing more than the limit.
+//
+// zlib checks a back-reference against the window it was given only for the part of the distance that lies
+// before the current inflate() call's output, so with a window smaller than 15 bits the same stream could be
+// accepted when its bytes come at once and refused when they trickle in. The stream is therefore always
+// inflated with the full 32 KiB window, which accepts every distance deflate can express that reaches into
+// bytes already produced: the outcome depends on the bytes only, never on how the network cut them. A
+// smaller agreed window still pays off: with context takeover the session keeps, between messages, only
+// the last 2^bits bytes it produced (handed to the next message's stream as its dictionary) instead of
+// zlib's state and window.
 class ws_inflater final : public ws_message_inflater {
 public:
     ws_inflater(int window_bits, bool keep_context) noexcept
@@ -119,10 +128,7 @@ public:
         if (!message_end) return result::ok;
         if (!stream_ended_)
             if (auto r = run(ws_deflate_tail.data(), ws_deflate_tail.size(), out, limit); r != result::ok) return r;
-        // A message whose last block was final (BFINAL) ended the stream: the next one starts afresh.
-        if (!keep_context_) release();
-        else if (stream_ended_) inflateReset(z_.get());
-        stream_ended_ = false;
+        end_message();
         return result::ok;
     }
 
@@ -137,15 +143,41 @@ public:
     bool allocated() const noexcept { return z_ != nullptr; }
 
 private:
+    static constexpr int stream_window_bits = 15;
+
     bool ready() noexcept {
         if (z_) return true;
         // The stream itself (112 bytes) is allocated only with zlib's state: an idle session holds neither.
         z_.reset(new (std::nothrow) z_stream{});
         if (!z_) return false;
-        // zlib's own compressor never uses less than a 512-byte window, even when asked for 256; a raw
-        // stream (negative bits) has no header or checksum.
-        if (inflateInit2(z_.get(), -window_bits_) != Z_OK) z_.reset();
-        return z_ != nullptr;
+        // A raw stream (negative bits) has no header or checksum.
+        if (inflateInit2(z_.get(), -stream_window_bits) != Z_OK) {
+            z_.reset();
+            return false;
+        }
+        if (!history_.empty()) {
+            inflateSetDictionary(z_.get(), reinterpret_cast<const Bytef*>(history_.data()),
+                                 static_cast<uInt>(history_.size()));
+            std::string().swap(history_); // zlib's window holds it now
+        }
+        return true;
+    }
+
+    // A message is complete: what the next one may refer to is kept, or nothing.
+    void end_message() {
+        // A message whose last block was final (BFINAL) ended the stream: the next one starts afresh.
+        if (!keep_context_ || stream_ended_) {
+            release();
+            return;
+        }
+        if (window_bits_ == stream_window_bits) return; // the stream is the context
+        // The stream's window ends with what this message and those before it produced: keep its tail.
+        thread_local std::array<Bytef, std::size_t(1) << stream_window_bits> window;
+        uInt have = 0;
+        inflateGetDictionary(z_.get(), window.data(), &have);
+        std::size_t keep = std::min<std::size_t>(have, std::size_t(1) << window_bits_);
+        history_.assign(reinterpret_cast<const char*>(window.data()) + (have - keep), keep);
+        release();
     }
 
     result run(const unsigned char* in, std::size_t size, std::string& out, std::size_t limit) {
@@ -174,10 +206,11 @@ private:
         }
     }
 
-    int window_bits_;
+    int window_bits_; // the window the peer agreed to compress with
     bool keep_context_;
     bool stream_ended_ = false;
     std::unique_ptr<z_stream> z_; // while zlib's state exists
+    std::string history_;         // between messages, with context and a window under 15 bits
 };
 
 // The compressor every session on this thread with these settings uses when no context is kept.
