@@ -17,24 +17,10 @@
 #include <weir/sse.hpp>
 #include <weir/websocket.hpp>
 
-#include <sys/resource.h>
-
-#include <cstdio>
 #include <string>
 
-namespace {
-
-void raise_descriptor_limit() {
-    rlimit limit{};
-    if (getrlimit(RLIMIT_NOFILE, &limit) != 0 || limit.rlim_cur >= limit.rlim_max) return;
-    limit.rlim_cur = limit.rlim_max;
-    if (setrlimit(RLIMIT_NOFILE, &limit) != 0) std::perror("weir_streams: setrlimit(RLIMIT_NOFILE)");
-}
-
-} // namespace
-
 int main(int argc, char** argv) {
-    raise_descriptor_limit();
+    weir::raise_open_file_limit();
     weir::server_options options;
     examples::parse_command_line(argc, argv, options, "[--port N] [--max-connections N]");
     options.threads = 1;

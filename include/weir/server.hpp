@@ -16,7 +16,12 @@
 #include <asio/steady_timer.hpp>
 #include <asio/use_awaitable.hpp>
 
+#if defined(__unix__) || defined(__APPLE__)
+#include <sys/resource.h>
+#endif
+
 #include <atomic>
+#include <cstddef>
 #include <memory>
 #include <optional>
 #include <stdexcept>
@@ -27,6 +32,25 @@
 #include <vector>
 
 namespace weir {
+
+/// Raises this process's limit on open files (the soft RLIMIT_NOFILE) to the most it may take (the hard
+/// limit), and returns the limit now in force (0 where the system has no such limit). Every connection
+/// holds one descriptor, and many systems start processes at 1,024: a server that holds many event streams
+/// or WebSockets calls this once at start-up, before accepting.
+inline std::size_t raise_open_file_limit() noexcept {
+#if defined(__unix__) || defined(__APPLE__)
+    rlimit limit{};
+    if (getrlimit(RLIMIT_NOFILE, &limit) != 0) return 0;
+    if (limit.rlim_cur < limit.rlim_max) {
+        rlimit raised = limit;
+        raised.rlim_cur = limit.rlim_max;
+        if (setrlimit(RLIMIT_NOFILE, &raised) == 0) limit = raised;
+    }
+    return static_cast<std::size_t>(limit.rlim_cur);
+#else
+    return 0;
+#endif
+}
 
 /// An application a server can run: callable with the request, returning a reply (or an awaitable of one).
 template <class App>

@@ -17,22 +17,11 @@
 #include <asio/steady_timer.hpp>
 #include <asio/this_coro.hpp>
 
-#include <sys/resource.h>
-
 #include <atomic>
 #include <chrono>
 #include <stdexcept>
 #include <system_error>
 #include <string>
-
-// Tests hold thousands of connections: take every descriptor the hard limit allows.
-static void raise_fd_limit() {
-    rlimit limit{};
-    if (getrlimit(RLIMIT_NOFILE, &limit) == 0 && limit.rlim_cur < limit.rlim_max) {
-        limit.rlim_cur = limit.rlim_max;
-        setrlimit(RLIMIT_NOFILE, &limit);
-    }
-}
 
 static std::atomic<int> handled{0};
 static std::atomic<int> cancelled{0}; // /slow handlers whose wait was cancelled
@@ -64,7 +53,7 @@ auto routes(Extra... extra) {
 }
 
 int main(int argc, char** argv) {
-    raise_fd_limit();
+    weir::raise_open_file_limit(); // tests hold thousands of connections
     bool plain = false;
     std::string tls_cert, tls_key;
     weir::server_options options;
