@@ -40,9 +40,10 @@ import subprocess
 import tempfile
 import time
 
+from procstat import cpu_seconds, free_port, log, raise_nofile, rss_kib, wait_port
+
 ROOT = os.path.abspath(os.path.join(os.path.dirname(__file__), ".."))
 BUILD = os.path.join(ROOT, "build-bench")
-CLK_TCK = os.sysconf("SC_CLK_TCK")
 
 PIPELINE = "weir (5-stage pipeline)"
 BARE = "weir (bare handler)"
@@ -78,27 +79,6 @@ def sh(cmd, **kw):
     return subprocess.run(cmd, shell=isinstance(cmd, str), check=True, capture_output=True, text=True, **kw).stdout
 
 
-def log(*what):
-    print(time.strftime("%H:%M:%S"), *what, flush=True)
-
-
-def free_port():
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def wait_port(port, timeout=15):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        try:
-            socket.create_connection(("127.0.0.1", port), timeout=1).close()
-            return
-        except OSError:
-            time.sleep(0.05)
-    raise RuntimeError(f"nothing listens on {port}")
-
-
 def build(targets=None):
     """Everything, or only `targets` (whose Debian packages the library's own dependencies cover)."""
     env = dict(os.environ, WEIR_BENCH_DEPS="0" if targets else "1")
@@ -116,34 +96,6 @@ def bench_exe(name):
 
 
 # --- processes -------------------------------------------------------------------------------------------
-
-def process_tree(pid):
-    """pid and its descendants (nginx serves from a worker process)."""
-    out, todo = [], [pid]
-    while todo:
-        p = todo.pop()
-        out.append(p)
-        try:
-            for task in os.listdir(f"/proc/{p}/task"):
-                with open(f"/proc/{p}/task/{task}/children") as f:
-                    todo += [int(c) for c in f.read().split()]
-        except OSError:
-            pass
-    return out
-
-
-def cpu_seconds(pid):
-    """User + system CPU time of a process tree, every thread included."""
-    total = 0
-    for p in process_tree(pid):
-        try:
-            with open(f"/proc/{p}/stat") as f:
-                fields = f.read().rsplit(")", 1)[1].split()
-            total += int(fields[11]) + int(fields[12])  # utime, stime
-        except OSError:
-            pass
-    return total / CLK_TCK
-
 
 def machine_times():
     with open("/proc/stat") as f:
@@ -178,11 +130,6 @@ def wait_for_quiet(limit=90):
             NOISY_STARTS.append(busy)
             return
         time.sleep(2)
-
-
-def rss_kb(pid):
-    with open(f"/proc/{pid}/status") as f:
-        return int(re.search(r"VmRSS:\s+(\d+)", f.read()).group(1))
 
 
 class Running:
@@ -314,12 +261,6 @@ def micro():
 
 # --- streams and memory ----------------------------------------------------------------------------------
 
-def raise_nofile():
-    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
-    resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
-    return hard
-
-
 def streams():
     load = bench_exe("weir_load")
     rows = []
@@ -360,14 +301,14 @@ def memory(count=5000):
             try:
                 for n in (1, count):
                     time.sleep(0.3)
-                    before = rss_kb(srv.proc.pid)
+                    before = rss_kib(srv.proc.pid)
                     c = subprocess.Popen(["taskset", "-c", "1", load, "idle", str(port), str(n), kind],
                                          stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
                     clients.append(c)
                     if c.stdout.readline().strip() != "ready":
                         raise RuntimeError(f"{label}: the client did not connect")
                 time.sleep(0.5)
-                rows[kind] = (label, (rss_kb(srv.proc.pid) - before) * 1024 / count)
+                rows[kind] = (label, (rss_kib(srv.proc.pid) - before) * 1024 / count)
             finally:
                 for c in clients:
                     c.stdin.close()
@@ -513,17 +454,17 @@ def idle_scale():
         with open(f"/proc/{srv.proc.pid}/limits") as f:
             out["server_nofile"] = re.search(r"Max open files\s+(\d+)", f.read()).group(1)
         time.sleep(0.3)
-        out["rss_fresh_kb"] = rss_kb(srv.proc.pid)
+        out["rss_fresh_kb"] = rss_kib(srv.proc.pid)
         with IdleClients(port, 1, "sse", first_source=1) as warm:
             time.sleep(0.3)
-            out["rss_before_kb"] = rss_kb(srv.proc.pid)
+            out["rss_before_kb"] = rss_kib(srv.proc.pid)
             cpu_before = cpu_seconds(srv.proc.pid)
             with IdleClients(port, SCALE_SUBSCRIBERS, "sse") as subs:
                 out["connect_seconds"] = subs.seconds
                 out["connect_server_cpu"] = cpu_seconds(srv.proc.pid) - cpu_before
                 out["clients"] = len(subs.procs)
                 time.sleep(1)
-                out["rss_after_kb"] = rss_kb(srv.proc.pid)
+                out["rss_after_kb"] = rss_kib(srv.proc.pid)
                 out["idle_cpu"] = idle_cpu(srv.proc.pid)
                 out["events"] = []
                 for _ in range(SCALE_EVENTS):
@@ -557,12 +498,12 @@ def idle_scale():
         with streams_server(port) as srv:
             with IdleClients(port, 1, kind, first_source=1):
                 time.sleep(0.3)
-                before = rss_kb(srv.proc.pid)
+                before = rss_kib(srv.proc.pid)
                 cpu_before = cpu_seconds(srv.proc.pid)
                 with IdleClients(port, KIND_COUNT, kind) as conns:
                     connect_cpu = cpu_seconds(srv.proc.pid) - cpu_before
                     time.sleep(1)
-                    after = rss_kb(srv.proc.pid)
+                    after = rss_kib(srv.proc.pid)
                     idle = idle_cpu(srv.proc.pid)
                     log(f"  closing {KIND_COUNT} connections and the server")
         out["kinds"][kind] = {"before_kb": before, "after_kb": after, "connect_seconds": conns.seconds,

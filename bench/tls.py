@@ -21,9 +21,10 @@ import socket
 import ssl
 import statistics
 import subprocess
-import sys
 import tempfile
 import time
+
+from procstat import cpu_seconds, free_port, log, raise_nofile, rss_kib, wait_port
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
@@ -39,72 +40,6 @@ def parse_args():
 
 
 ARGS = parse_args()
-
-
-def log(*what):
-    print(*what, file=sys.stderr, flush=True)
-
-
-def free_port():
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def wait_port(port, timeout=15):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        try:
-            socket.create_connection(("127.0.0.1", port), timeout=1).close()
-            return
-        except OSError:
-            time.sleep(0.05)
-    raise RuntimeError(f"nothing listens on {port}")
-
-
-def process_tree(pid):
-    """pid and its descendants (nginx's workers)."""
-    parents = {}
-    for entry in os.listdir("/proc"):
-        if entry.isdigit():
-            try:
-                with open(f"/proc/{entry}/stat") as f:
-                    parents[int(entry)] = int(f.read().rsplit(")", 1)[1].split()[1])
-            except OSError:
-                pass
-    tree, frontier = {pid}, [pid]
-    while frontier:
-        p = frontier.pop()
-        for child, parent in parents.items():
-            if parent == p and child not in tree:
-                tree.add(child)
-                frontier.append(child)
-    return tree
-
-
-def cpu_seconds(pid):
-    total = 0.0
-    for p in process_tree(pid):
-        try:
-            with open(f"/proc/{p}/stat") as f:
-                fields = f.read().rsplit(")", 1)[1].split()
-            total += (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
-        except OSError:
-            pass
-    return total
-
-
-def rss_kib(pid):
-    total = 0
-    for p in process_tree(pid):
-        try:
-            with open(f"/proc/{p}/status") as f:
-                for line in f:
-                    if line.startswith("VmRSS:"):
-                        total += int(line.split()[1])
-        except OSError:
-            pass
-    return total
 
 
 def make_certificate(directory):
@@ -197,8 +132,7 @@ def main():
                         "-DWEIR_BUILD_BENCH=ON"], check=True, capture_output=True)
         subprocess.run(["cmake", "--build", ARGS.build_dir, "--target", "weir_plaintext", "chat"], check=True,
                        capture_output=True)
-    soft, hard = __import__("resource").getrlimit(__import__("resource").RLIMIT_NOFILE)
-    __import__("resource").setrlimit(__import__("resource").RLIMIT_NOFILE, (hard, hard))
+    raise_nofile()
     results = {}
     with tempfile.TemporaryDirectory() as workdir:
         cert, key, ca = make_certificate(workdir)

@@ -19,31 +19,15 @@ import asyncio
 import base64
 import json
 import os
-import resource
 import subprocess
 import sys
 import time
 import zlib
 
+from procstat import cpu_seconds, raise_nofile, rss_kib
+
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, os.path.join(HERE, "..", "tests", "integration"))
-
-CLK_TCK = os.sysconf("SC_CLK_TCK")
-
-
-def server_cpu(pid):
-    with open(f"/proc/{pid}/stat") as f:
-        fields = f.read().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / CLK_TCK
-
-
-def rss_kib(pid):
-    with open(f"/proc/{pid}/status") as f:
-        for line in f:
-            if line.startswith("VmRSS:"):
-                return int(line.split()[1])
-    return 0
-
 
 class Server:
     def __init__(self, build_dir):
@@ -62,20 +46,17 @@ class Server:
         self.proc.terminate()
         self.proc.wait(timeout=30)
 
-
 def handshake(path, offer):
     key = base64.b64encode(os.urandom(16)).decode()
     ext = f"Sec-WebSocket-Extensions: {offer}\r\n" if offer else ""
     return (f"GET {path} HTTP/1.1\r\nHost: localhost\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
             f"Sec-WebSocket-Version: 13\r\nSec-WebSocket-Key: {key}\r\n{ext}\r\n").encode()
 
-
 def client_frame(opcode, payload, rsv1):
     n = len(payload)
     b0 = 0x80 | (0x40 if rsv1 else 0) | opcode
     head = bytes([b0, 0x80 | n]) if n < 126 else bytes([b0, 0x80 | 126, n >> 8, n & 0xFF])
     return head + b"\0\0\0\0" + payload  # a zero mask leaves the payload as it is
-
 
 class Client:
     """One connection that counts the server's frames."""
@@ -141,19 +122,12 @@ class Client:
         self.task.cancel()
         self.writer.close()
 
-
 async def open_many(port, path, offer, count, window=200):
     clients = [Client() for _ in range(count)]
     for i in range(0, count, window):
         await asyncio.gather(*(c.open(port, path, offer, f"127.0.{1 + (i + k) % 64}.{2 + (i + k) // 64 % 200}")
                                for k, c in enumerate(clients[i:i + window])))
     return clients
-
-
-def raise_nofile():
-    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
-    resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
-
 
 # ---- memory -------------------------------------------------------------------------------------------
 
@@ -166,7 +140,6 @@ SETTINGS = [
     ("deflate, context takeover, 9-bit windows, memLevel 1", "/deflate-narrow",
      "permessage-deflate; client_max_window_bits"),
 ]
-
 
 async def memory_one(port, pid, route, offer, count):
     before = rss_kib(pid)
@@ -189,7 +162,6 @@ async def memory_one(port, pid, route, offer, count):
     await asyncio.sleep(1.0)
     return idle, after, agreed
 
-
 def memory(args):
     raise_nofile()
     rows = []
@@ -207,7 +179,6 @@ def memory(args):
         print(f"| {name} | {idle:,.0f} B ({idle - base_idle:+,.0f}) | {after:,.0f} B ({after - base_after:+,.0f}) |")
     return rows
 
-
 # ---- broadcast ----------------------------------------------------------------------------------------
 
 async def broadcast_one(port, pid, route, offer, count, messages):
@@ -215,18 +186,17 @@ async def broadcast_one(port, pid, route, offer, count, messages):
     await asyncio.gather(*(c.wait_frames(1) for c in clients))  # "joined ..."
     agreed = sum(c.agreed for c in clients)
     await asyncio.sleep(0.5)
-    cpu0, t0 = server_cpu(pid), time.monotonic()
+    cpu0, t0 = cpu_seconds(pid), time.monotonic()
     reader, writer = await asyncio.open_connection("127.0.0.1", port)
     writer.write(f"POST /broadcast?count={messages} HTTP/1.1\r\nHost: x\r\nContent-Length: 0\r\n\r\n".encode())
     await reader.readuntil(b"\r\n\r\n")
     await asyncio.gather(*(c.wait_frames(1 + messages) for c in clients))
-    cpu, wall = server_cpu(pid) - cpu0, time.monotonic() - t0
+    cpu, wall = cpu_seconds(pid) - cpu0, time.monotonic() - t0
     writer.close()
     for c in clients:
         c.close()
     await asyncio.sleep(0.5)
     return cpu, wall, agreed
-
 
 def broadcast(args):
     raise_nofile()
@@ -248,7 +218,6 @@ def broadcast(args):
           f"(plain rate / deflate rate at equal CPU: {results['plain'] / results['deflate']:.0%})")
     return results
 
-
 def main(argv=None):
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("mode", choices=["memory", "broadcast", "all"])
@@ -263,7 +232,6 @@ def main(argv=None):
     if args.mode in ("broadcast", "all"):
         args.connections = args.connections or 5000
         broadcast(args)
-
 
 if __name__ == "__main__":
     main()
