@@ -4,15 +4,12 @@ and raw frames for the rules: RSV1 where it may not be, corrupt streams, invalid
 message, and a decompression bomb that must close with 1009 without growing the server's memory."""
 
 import asyncio
-import base64
-import os
 import random
-import socket
-import struct
 import sys
 import zlib
 
 from weir_harness import Results, Server, closed_by_peer, expect, rss_kib
+from ws_frames import FrameReader, client_frame as frame, open_websocket as handshake
 
 try:
     import websockets
@@ -25,81 +22,6 @@ except ImportError:  # pragma: no cover - the CI installs python3-websockets
 R = Results()
 SIZES = [16, 64, 125, 126, 1000, 4096, 16384, 65535, 65536, 131072, 1024 * 1024]
 TAIL = b"\x00\x00\xff\xff"
-
-
-# ---- raw client ---------------------------------------------------------------------------------------
-
-def handshake(srv, path, extensions=None, extra=b""):
-    """Opens a WebSocket on `path` offering `extensions` (a string, a list of fields, or None); returns
-    (socket, status, headers dict of lower name -> list of values, bytes after the head)."""
-    s = srv.connect()
-    key = base64.b64encode(os.urandom(16))
-    fields = extensions if isinstance(extensions, list) else ([extensions] if extensions else [])
-    req = (b"GET " + path.encode() + b" HTTP/1.1\r\nHost: localhost\r\nUpgrade: websocket\r\n"
-           b"Connection: Upgrade\r\nSec-WebSocket-Version: 13\r\nSec-WebSocket-Key: " + key + b"\r\n")
-    for f in fields:
-        req += b"Sec-WebSocket-Extensions: " + f.encode() + b"\r\n"
-    s.sendall(req + b"\r\n" + extra)
-    buf = b""
-    while b"\r\n\r\n" not in buf:
-        chunk = s.recv(65536)
-        if not chunk:
-            raise ConnectionError("closed during the handshake")
-        buf += chunk
-    head, rest = buf.split(b"\r\n\r\n", 1)
-    lines = head.decode("latin-1").split("\r\n")
-    headers = {}
-    for line in lines[1:]:
-        name, value = line.split(":", 1)
-        headers.setdefault(name.strip().lower(), []).append(value.strip())
-    return s, int(lines[0].split(" ")[1]), headers, rest
-
-
-def frame(opcode, payload, fin=True, rsv1=False):
-    mask = os.urandom(4)
-    b0 = (0x80 if fin else 0) | (0x40 if rsv1 else 0) | opcode
-    n = len(payload)
-    if n < 126:
-        head = struct.pack("!BB", b0, 0x80 | n)
-    elif n < 65536:
-        head = struct.pack("!BBH", b0, 0x80 | 126, n)
-    else:
-        head = struct.pack("!BBQ", b0, 0x80 | 127, n)
-    masked = bytes(b ^ mask[i & 3] for i, b in enumerate(payload)) if n < 4096 else \
-        (int.from_bytes(payload, "big") ^ int.from_bytes((mask * (n // 4 + 1))[:n], "big")).to_bytes(n, "big")
-    return head + mask + masked
-
-
-class Reader:
-    def __init__(self, sock, leftover=b""):
-        self.s, self.buf = sock, leftover
-
-    def need(self, n):
-        while len(self.buf) < n:
-            chunk = self.s.recv(1 << 20)
-            if not chunk:
-                raise ConnectionError("closed")
-            self.buf += chunk
-        out, self.buf = self.buf[:n], self.buf[n:]
-        return out
-
-    def frame(self):
-        """(fin, rsv1, opcode, payload) of the next server frame."""
-        b0, b1 = self.need(2)
-        expect(not b1 & 0x80, "server frames are unmasked")
-        n = b1 & 0x7F
-        if n == 126:
-            n = struct.unpack("!H", self.need(2))[0]
-        elif n == 127:
-            n = struct.unpack("!Q", self.need(8))[0]
-        return bool(b0 & 0x80), bool(b0 & 0x40), b0 & 0x0F, self.need(n)
-
-    def close_code(self):
-        """Reads frames up to the server's close; its code."""
-        while True:
-            fin, rsv1, op, payload = self.frame()
-            if op == 8:
-                return struct.unpack("!H", payload[:2])[0] if len(payload) >= 2 else 1005
 
 
 def compress(data, bits=15, final=False):
@@ -241,7 +163,7 @@ def server_compresses(srv):
     """The server's frames: RSV1 on the first frame of messages at or over the threshold, payload without
     the tail, and with context takeover the second identical message is much smaller."""
     s, status, headers, rest = handshake(srv, "/deflate-threshold", "permessage-deflate")
-    r = Reader(s, rest)
+    r = FrameReader(s, rest)
     text = payload(3000, False, 7).encode()
     s.sendall(frame(1, text))
     fin, rsv1, op, first = r.frame()
@@ -262,7 +184,7 @@ def client_context_takeover(srv):
     """The client compresses several messages in one context, some fragmented, one ending in a final block,
     one uncompressed in between."""
     s, status, headers, rest = handshake(srv, "/deflate", "permessage-deflate")
-    r = Reader(s, rest)
+    r = FrameReader(s, rest)
     c = zlib.compressobj(6, zlib.DEFLATED, -15)
     d = zlib.decompressobj(-15)  # the server keeps its context too
     msgs = [b"hello context " * 50, b"hello context " * 60, "ünïcödé ".encode() * 40]
@@ -295,7 +217,7 @@ def closes_with(srv, path, offer, frames, code):
     s, status, headers, rest = handshake(srv, path, offer)
     expect(status == 101, status)
     s.sendall(b"".join(frames))
-    got = Reader(s, rest).close_code()
+    got = FrameReader(s, rest).close_code()
     expect(got == code, f"closed with {got}, expected {code}")
     s.close()
 
@@ -315,7 +237,7 @@ def rule_violations(srv):
     # The server keeps serving others.
     s, status, headers, rest = handshake(srv, "/deflate", "permessage-deflate")
     s.sendall(frame(1, compress(b"still here"), rsv1=True))
-    expect(zlib.decompressobj(-15).decompress(Reader(s, rest).frame()[3] + TAIL) == b"still here", "alive")
+    expect(zlib.decompressobj(-15).decompress(FrameReader(s, rest).frame()[3] + TAIL) == b"still here", "alive")
     s.close()
 
 
@@ -338,7 +260,7 @@ def bombs(srv):
         s.sendall(frame(2, bomb, rsv1=True))
         socks.append((s, rest))
     for s, rest in socks:
-        code = Reader(s, rest).close_code()
+        code = FrameReader(s, rest).close_code()
         expect(code == 1009, f"bomb closed with {code}")
         s.close()
     grown = rss_kib(srv.proc.pid) - before
@@ -347,12 +269,12 @@ def bombs(srv):
     s, status, headers, rest = handshake(srv, "/deflate-limit", "permessage-deflate")
     half = len(bomb) // 2
     s.sendall(frame(1, bomb[:half], fin=False, rsv1=True) + frame(0, bomb[half:]))
-    expect(Reader(s, rest).close_code() == 1009, "fragmented bomb")
+    expect(FrameReader(s, rest).close_code() == 1009, "fragmented bomb")
     s.close()
     # Just under the limit inflates whole.
     s, status, headers, rest = handshake(srv, "/deflate-limit", "permessage-deflate")
     s.sendall(frame(2, compress(bytes(1024 * 1024)), rsv1=True))
-    fin, rsv1, op, got = Reader(s, rest).frame()
+    fin, rsv1, op, got = FrameReader(s, rest).frame()
     expect(zlib.decompressobj(-15).decompress(got + TAIL) == bytes(1024 * 1024), "1 MiB at a 1 MiB limit")
     s.close()
 

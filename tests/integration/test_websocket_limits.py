@@ -4,77 +4,16 @@ Close behind a full inbox; a cut close reason ends on a character boundary; a fo
 default. Memory is the server's RSS from /proc (skipped under sanitizers, whose quarantine holds freed
 memory)."""
 
-import base64
 import os
 import socket
 import struct
 import time
 
 from weir_harness import Results, Server, expect, rss_kib
+from ws_frames import FrameReader, client_frame as frame, open_websocket
 
 R = Results()
 SANITIZED = any(k in os.environ for k in ("ASAN_OPTIONS", "TSAN_OPTIONS"))
-
-
-def frame(opcode, payload=b"", fin=True):
-    # Masked with an all-zero key (legal, and no XOR to compute for large payloads).
-    n = len(payload)
-    b0 = (0x80 if fin else 0) | opcode
-    if n < 126:
-        head = struct.pack("!BB", b0, 0x80 | n)
-    elif n < 65536:
-        head = struct.pack("!BBH", b0, 0x80 | 126, n)
-    else:
-        head = struct.pack("!BBQ", b0, 0x80 | 127, n)
-    return head + b"\0\0\0\0" + payload
-
-
-def handshake(srv, path="/echo", origin=None, host="localhost"):
-    s = srv.connect(timeout=10)
-    key = base64.b64encode(os.urandom(16))
-    s.sendall(b"GET " + path.encode() + b" HTTP/1.1\r\nHost: " + host.encode() + b"\r\nUpgrade: websocket\r\n"
-              b"Connection: Upgrade\r\nSec-WebSocket-Key: " + key + b"\r\nSec-WebSocket-Version: 13\r\n" +
-              (b"Origin: " + origin.encode() + b"\r\n" if origin else b"") + b"\r\n")
-    buf = b""
-    while b"\r\n\r\n" not in buf:
-        chunk = s.recv(4096)
-        if not chunk:
-            raise ConnectionError("closed during the handshake")
-        buf += chunk
-    head, rest = buf.split(b"\r\n\r\n", 1)
-    return s, int(head.split(b" ")[1]), rest
-
-
-class Frames:
-    def __init__(self, sock, buf=b""):
-        self.sock, self.buf = sock, buf
-
-    def _need(self, n):
-        while len(self.buf) < n:
-            chunk = self.sock.recv(1 << 16)
-            if not chunk:
-                raise ConnectionError("closed")
-            self.buf += chunk
-
-    def next(self):
-        self._need(2)
-        n, off = self.buf[1] & 0x7F, 2
-        if n == 126:
-            self._need(4)
-            n, off = struct.unpack("!H", self.buf[2:4])[0], 4
-        elif n == 127:
-            self._need(10)
-            n, off = struct.unpack("!Q", self.buf[2:10])[0], 10
-        self._need(off + n)
-        op, payload = self.buf[0] & 0x0F, self.buf[off:off + n]
-        self.buf = self.buf[off + n:]
-        return op, payload
-
-    def until_close(self):
-        while True:
-            op, payload = self.next()
-            if op == 0x8:
-                return payload
 
 
 def closed_within(sock, seconds):
@@ -114,10 +53,10 @@ def flood(srv, sock, chunk, seconds):
 
 
 def still_served(srv):
-    s, status, rest = handshake(srv)
+    s, status, _, rest = open_websocket(srv)
     expect(status == 101, status)
     s.sendall(frame(0x1, b"still served"))
-    op, payload = Frames(s, rest).next()
+    op, payload = FrameReader(s, rest).frame()[2:]
     expect((op, payload) == (0x1, b"still served"), (op, payload))
     s.close()
 
@@ -125,7 +64,7 @@ def still_served(srv):
 with Server("websocket_test_server") as srv:
 
     def ping_flood():
-        s, status, _ = handshake(srv, "/quick")  # idle_timeout (and so the write deadline) 1 s
+        s, status, _, _ = open_websocket(srv, "/quick")  # idle_timeout (and so the write deadline) 1 s
         expect(status == 101, status)
         pings = frame(0x9, b"p" * 125) * 2000
         growth, sent, ended = flood(srv, s, pings, 6)
@@ -139,7 +78,7 @@ with Server("websocket_test_server") as srv:
             "deadline, and others are still served", ping_flood)
 
     def echo_never_read():
-        s, status, _ = handshake(srv, "/echo")  # max_message_size 16 MiB, default byte budgets
+        s, status, _, _ = open_websocket(srv, "/echo")  # max_message_size 16 MiB, default byte budgets
         expect(status == 101, status)
         growth, sent, ended = flood(srv, s, frame(0x2, b"m" * (1 << 20)), 6)
         print(f"  echo, never read: {sent / 2**20:.0f} MiB sent, server RSS grew {growth / 1024:.1f} MiB")
@@ -151,7 +90,7 @@ with Server("websocket_test_server") as srv:
             "stays bounded", echo_never_read)
 
     def write_deadline():
-        s, status, _ = handshake(srv, "/quick")
+        s, status, _, _ = open_websocket(srv, "/quick")
         expect(status == 101, status)
         start = time.monotonic()
         growth, sent, ended = flood(srv, s, frame(0x2, b"w" * 65536) * 8, 4)
@@ -161,13 +100,13 @@ with Server("websocket_test_server") as srv:
     R.check("a client that sends and never reads is closed at the write deadline", write_deadline)
 
     def cross_thread_overrun():
-        s, status, rest = handshake(srv, "/thread-flood")
+        s, status, _, rest = open_websocket(srv, "/thread-flood")
         expect(status == 101, status)
         time.sleep(1)  # read nothing while the other thread sends
         s.settimeout(10)
-        f, data_bytes = Frames(s, rest), 0
+        f, data_bytes = FrameReader(s, rest), 0
         while True:
-            op, payload = f.next()
+            _, _, op, payload = f.frame()
             if op == 0x8:
                 break
             data_bytes += len(payload)
@@ -178,10 +117,10 @@ with Server("websocket_test_server") as srv:
             cross_thread_overrun)
 
     def close_behind_full_inbox():
-        s, status, rest = handshake(srv, "/hold-then-close")
+        s, status, _, rest = open_websocket(srv, "/hold-then-close")
         expect(status == 101, status)
         s.sendall(frame(0x1, b"x" * 100) * 300)  # far more than the inbox holds; the handler reads nothing
-        f = Frames(s, rest)
+        f = FrameReader(s, rest)
         payload = f.until_close()
         expect(payload[:2] == struct.pack("!H", 1000), payload)
         s.sendall(frame(0x8, payload[:2]))
@@ -194,9 +133,9 @@ with Server("websocket_test_server") as srv:
             close_behind_full_inbox)
 
     def reason_cut_on_boundary():
-        s, status, rest = handshake(srv, "/long-reason")
+        s, status, _, rest = open_websocket(srv, "/long-reason")
         expect(status == 101, status)
-        payload = Frames(s, rest).until_close()
+        payload = FrameReader(s, rest).until_close()
         reason = payload[2:]
         expect(reason == b"a" * 122, f"reason of {len(reason)} bytes: {reason[-4:]!r}")
         reason.decode("utf-8")
@@ -208,7 +147,7 @@ with Server("websocket_test_server") as srv:
                                    ("http://localhost", "localhost", 101),
                                    (f"http://127.0.0.1:{srv.port}", f"127.0.0.1:{srv.port}", 101),
                                    (None, "localhost", 101)):
-            s, status, _ = handshake(srv, "/echo", origin, host)
+            s, status, _, _ = open_websocket(srv, "/echo", origin=origin, host=host)
             expect(status == want, f"Origin {origin} with Host {host}: {status}, expected {want}")
             s.close()
     R.check("by default a foreign Origin gets 403; the server's own origin and no Origin get 101", origin_by_default)
