@@ -1,39 +1,15 @@
 // WebSocket sessions with real clients: the npm `ws` package and headless Chromium.
 import { existsSync } from "node:fs";
 import { chromium } from "playwright-core";
-import WebSocket from "ws";
 import { Results, chromiumArgs, chromiumPath, expect, startServer } from "./harness.mjs";
+import { closed, nextMessage, openWebSocket } from "./ws_client.mjs";
 
 const R = new Results();
 const srv = await startServer("websocket_test_server");
 const wsUrl = srv.url.replace("http://", "ws://");
 
 function open(path, options = {}, protocols = undefined) {
-  return new Promise((resolve, reject) => {
-    const ws = new WebSocket(`${wsUrl}${path}`, protocols, options);
-    // Messages are queued from the start: a server may speak first, before `open` is handled.
-    ws.inbox = [];
-    ws.waiting = [];
-    ws.on("message", (data, isBinary) => {
-      const m = { data, isBinary };
-      if (ws.waiting.length) ws.waiting.shift()(m);
-      else ws.inbox.push(m);
-    });
-    let upgrade;
-    ws.on("upgrade", (res) => (upgrade = res));
-    ws.on("open", () => resolve({ ws, upgrade }));
-    ws.on("unexpected-response", (req, res) => reject(Object.assign(new Error(`status ${res.statusCode}`), { status: res.statusCode })));
-    ws.on("error", reject);
-  });
-}
-
-function nextMessage(ws) {
-  if (ws.inbox.length) return Promise.resolve(ws.inbox.shift());
-  return new Promise((resolve) => ws.waiting.push(resolve));
-}
-
-function closed(ws) {
-  return new Promise((resolve) => ws.once("close", (code, reason) => resolve({ code, reason: reason.toString() })));
+  return openWebSocket(`${wsUrl}${path}`, options, protocols);
 }
 
 await R.check("npm ws: text and binary echo, and a clean close with 1000", async () => {
