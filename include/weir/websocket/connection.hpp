@@ -155,7 +155,8 @@ public:
                          std::string leftover = {})
         : stream_(transport), executor_(stream_.get_executor()), options_(std::move(options)),
           subprotocol_(std::move(subprotocol)), reader_(options_.max_message_size),
-          loop_(detail::event_loop::of(static_cast<asio::io_context&>(asio::query(executor_, asio::execution::context)))),
+          loop_(detail::event_loop::of(
+              static_cast<asio::io_context&>(asio::query(executor_, asio::execution::context)))),
           sweep_(loop_.deadlines()) {
         in_ = std::move(leftover);
     }
