@@ -3,12 +3,13 @@
 // bytes per connection, so that several of these processes (each under the per-process descriptor limit) can
 // hold tens of thousands of connections on one core. Loopback only; it ends by itself.
 //
-//   weir_idle PORT SOURCE_ADDRESS COUNT http|sse|ws [WINDOW]
+//   weir_idle PORT SOURCE_ADDRESS COUNT http|sse|ws|ws-callbacks [WINDOW]
 //
 // Binds every socket to SOURCE_ADDRESS (127.0.0.2, 127.0.0.3, ...: each has its own ephemeral ports), opens
 // COUNT connections with at most WINDOW (default 128) connecting or waiting for their response head at once,
 // and makes each one idle: `http` after one GET /plaintext, `sse` subscribed to GET /events, `ws` upgraded on
-// GET /echo. Then it prints one line and waits on standard input:
+// GET /echo (a coroutine handler), `ws-callbacks` on GET /echo-callbacks (websocket_callbacks). Then it prints
+// one line and waits on standard input:
 //
 //   ready CONNECTED SECONDS ERRORS          every connection has its head (or failed: ERRORS > 0)
 //   received COUNT FIRST_NS LAST_NS CLOSED  (sse) printed once every subscriber has read "event: message",
@@ -59,6 +60,9 @@ std::int64_t monotonic_ns() {
 }
 
 const char* request_for(std::string_view kind) {
+    if (kind == "ws-callbacks")
+        return "GET /echo-callbacks HTTP/1.1\r\nHost: localhost\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
+               "Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n";
     if (kind == "ws")
         return "GET /echo HTTP/1.1\r\nHost: localhost\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
                "Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n";
@@ -164,7 +168,7 @@ struct client {
                 c.head.append(buffer, size);
                 auto end = c.head.find("\r\n\r\n");
                 if (end == std::string::npos) continue;
-                bool ok = c.head.rfind(kind == "ws" ? "HTTP/1.1 101" : "HTTP/1.1 200", 0) == 0;
+                bool ok = c.head.rfind(kind.starts_with("ws") ? "HTTP/1.1 101" : "HTTP/1.1 200", 0) == 0;
                 if (!ok) return fail(c, EPROTO);
                 std::string rest = c.head.substr(end + 4);
                 std::string().swap(c.head);
@@ -203,14 +207,14 @@ void raise_descriptor_limit() {
 
 int main(int argc, char** argv) {
     if (argc < 5) {
-        std::fprintf(stderr, "usage: weir_idle PORT SOURCE_ADDRESS COUNT http|sse|ws [WINDOW]\n");
+        std::fprintf(stderr, "usage: weir_idle PORT SOURCE_ADDRESS COUNT http|sse|ws|ws-callbacks [WINDOW]\n");
         return 2;
     }
     raise_descriptor_limit();
     client cl;
     cl.kind = argv[4];
-    if (cl.kind != "http" && cl.kind != "sse" && cl.kind != "ws") {
-        std::fprintf(stderr, "weir_idle: the kind is http, sse or ws\n");
+    if (cl.kind != "http" && cl.kind != "sse" && cl.kind != "ws" && cl.kind != "ws-callbacks") {
+        std::fprintf(stderr, "weir_idle: the kind is http, sse, ws or ws-callbacks\n");
         return 2;
     }
     cl.request = request_for(cl.kind);

@@ -3,7 +3,8 @@
 //   GET  /plaintext  "Hello, World!" (idle keep-alive connections)
 //   GET  /events     an SSE stream subscribed to one broadcast hub
 //   POST /messages   publishes the body to the hub as an event named "message"; 202
-//   GET  /echo       WebSocket echo
+//   GET  /echo       WebSocket echo (a coroutine handler)
+//   GET  /echo-callbacks  the same echo written as websocket_callbacks
 //
 //   weir_streams [--port N] [--max-connections N]     (one thread)
 //
@@ -18,6 +19,7 @@
 #include <weir/websocket.hpp>
 
 #include <string>
+#include <utility>
 
 int main(int argc, char** argv) {
     weir::raise_open_file_limit();
@@ -43,6 +45,15 @@ int main(int argc, char** argv) {
                     else co_await ws.send(message->data);
                 }
             });
+        }),
+        // The same echo written as callbacks: no coroutine per session.
+        weir::get<"/echo-callbacks">([](const auto& req) {
+            weir::websocket_callbacks callbacks;
+            callbacks.on_message = [](weir::websocket_connection& ws, weir::websocket_message message) {
+                if (message.binary) ws.try_send_binary(std::move(message.data));
+                else ws.try_send(std::move(message.data));
+            };
+            return weir::accept_websocket(req, std::move(callbacks));
         }),
     };
 

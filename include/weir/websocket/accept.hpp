@@ -7,7 +7,11 @@
 #include <weir/websocket/options.hpp>
 
 #include <asio/awaitable.hpp>
+#include <asio/redirect_error.hpp>
+#include <asio/steady_timer.hpp>
+#include <asio/use_awaitable.hpp>
 
+#include <exception>
 #include <functional>
 #include <memory>
 #include <string>
@@ -29,6 +33,11 @@ public:
     /// A session for a handshake already checked (check_websocket_handshake).
     websocket(websocket_handshake handshake, websocket_handler handler, websocket_options options)
         : handshake_(std::move(handshake)), handler_(std::move(handler)), options_(std::move(options)) {}
+    /// A session driven by callbacks, for a handshake already checked: no coroutine runs for it.
+    websocket(websocket_handshake handshake, websocket_callbacks callbacks, websocket_options options)
+        : handshake_(std::move(handshake)),
+          callbacks_(std::make_shared<const websocket_callbacks>(std::move(callbacks))),
+          options_(std::move(options)) {}
 
     /// Nothing to add among the ordinary headers: a 101 has no body. (Stages cannot set the fields written
     /// below: weir::headers refuses them.)
@@ -51,21 +60,43 @@ public:
         }
     }
 
-    /// Runs the session on the upgraded socket, starting with the bytes that came after the handshake.
-    /// A graceful server shutdown closes it with 1001.
-    asio::awaitable<void> run(upgraded_connection& connection) {
+    /// Starts the session on the upgraded socket, starting with the bytes that came after the handshake, and
+    /// returns; `done` runs once the session and its handler have ended. A graceful server shutdown closes it
+    /// with 1001. The session runs from callbacks (see weir::callback_protocol): while it is idle it is one
+    /// readiness wait, and its deadlines are entries in the event loop's sweep.
+    void start(upgraded_connection& connection, upgrade_done done) {
         auto session = std::make_shared<websocket_connection>(connection.transport(), std::move(options_),
                                                               handshake_.subprotocol, connection.take_leftover());
         if (handshake_.deflate) session->use_deflate(*handshake_.deflate);
         handshake_.deflate.reset(); // the head is written: the session holds what it needs
+        std::string().swap(handshake_.accept_key);
         connection.on_shutdown([weak = std::weak_ptr<websocket_connection>(session)] {
             if (auto s = weak.lock()) s->going_away();
         });
-        struct forget_shutdown {
-            upgraded_connection& c;
-            ~forget_shutdown() { c.on_shutdown({}); }
-        } guard{connection};
-        co_await session->run(std::move(handler_), &connection);
+        session_ = session;
+        session->start(std::move(handler_), std::move(callbacks_), &connection,
+                       [&connection, done = std::move(done)](std::exception_ptr e) {
+                           connection.on_shutdown({});
+                           done(std::move(e));
+                       });
+    }
+
+    /// The same session as a coroutine: waits until start()'s session has ended, and rethrows what its handler
+    /// threw.
+    asio::awaitable<void> run(upgraded_connection& connection) {
+        asio::steady_timer ended(connection.transport().get_executor(), asio::steady_timer::time_point::max());
+        std::exception_ptr error;
+        bool over = false;
+        start(connection, [&](std::exception_ptr e) {
+            error = std::move(e);
+            over = true;
+            ended.cancel();
+        });
+        while (!over) {
+            asio::error_code ec;
+            co_await ended.async_wait(asio::redirect_error(asio::use_awaitable, ec));
+        }
+        if (error) std::rethrow_exception(error);
     }
 
     /// The subprotocol the handshake chose, or "".
@@ -74,15 +105,9 @@ public:
 private:
     websocket_handshake handshake_;
     websocket_handler handler_;
+    std::shared_ptr<const websocket_callbacks> callbacks_;
     websocket_options options_;
-};
-
-/// A session written as callbacks rather than a coroutine; each runs on the session's thread. Answer with
-/// `ws.try_send(...)` (it does not wait; false when the send queue is full) or a sender().
-struct websocket_callbacks {
-    std::function<void(websocket_connection&)> on_open;
-    std::function<void(websocket_connection&, websocket_message)> on_message;
-    std::function<void(websocket_connection&, const websocket_close_status&)> on_close;
+    std::shared_ptr<websocket_connection> session_; // once started, until the connection lets this go
 };
 
 /// The coroutine handler that drives `callbacks`.
@@ -109,7 +134,10 @@ reply<websocket> accept_websocket(const Request& req, websocket_handler handler,
 /// Answers a WebSocket handshake with a session driven by callbacks.
 template <class Request>
 reply<websocket> accept_websocket(const Request& req, websocket_callbacks callbacks, websocket_options options = {}) {
-    return accept_websocket(req, make_websocket_handler(std::move(callbacks)), std::move(options));
+    response refusal;
+    auto handshake = check_websocket_handshake(req, options, refusal);
+    if (!handshake) return refusal;
+    return pending<websocket>(websocket(std::move(*handshake), std::move(callbacks), std::move(options)));
 }
 
 } // namespace weir

@@ -80,6 +80,15 @@ struct websocket_close_status {
 
 class websocket_connection;
 
+/// A session written as callbacks rather than a coroutine; each runs on the session's thread. Answer with
+/// `ws.try_send(...)` (it does not wait; false when the send queue is full) or a sender(). A session driven by
+/// callbacks keeps no coroutine at all.
+struct websocket_callbacks {
+    std::function<void(websocket_connection&)> on_open;
+    std::function<void(websocket_connection&, websocket_message)> on_message;
+    std::function<void(websocket_connection&, const websocket_close_status&)> on_close;
+};
+
 /// What runs a WebSocket session: a coroutine given the connection. When it returns, the session closes
 /// with 1000 (if still open); if it throws, with 1011.
 using websocket_handler = std::function<asio::awaitable<void>(websocket_connection&)>;
@@ -146,14 +155,10 @@ public:
                          std::string leftover = {})
         : stream_(transport), executor_(stream_.get_executor()), options_(std::move(options)),
           subprotocol_(std::move(subprotocol)), reader_(options_.max_message_size),
-          sweep_(detail::event_loop::of(static_cast<asio::io_context&>(asio::query(executor_, asio::execution::context)))
-                     .deadlines()) {
-        if (!leftover.empty()) {
-            in_capacity_ = std::max(leftover.size(), read_chunk);
-            in_ = std::make_unique_for_overwrite<char[]>(in_capacity_);
-            std::copy(leftover.begin(), leftover.end(), in_.get());
-            in_end_ = leftover.size();
-        }
+          loop_(detail::event_loop::of(
+              static_cast<asio::io_context&>(asio::query(executor_, asio::execution::context)))),
+          sweep_(loop_.deadlines()) {
+        in_ = std::move(leftover);
     }
 
     websocket_connection(const websocket_connection&) = delete;
@@ -167,7 +172,7 @@ public:
         std::optional<websocket_message> m(std::move(inbox_.front()));
         inbox_.pop_front();
         inbox_bytes_ -= m->data.size();
-        io_wake_.notify_all(); // the frame reader may wait for room
+        resume_reading(); // the frame reader may wait for room
         co_return m;
     }
 
@@ -250,7 +255,6 @@ private:
 #endif
     }
 
-    static constexpr std::size_t read_chunk = 8 * 1024;         // what one read asks for between frames
     static constexpr unsigned max_reads_without_wait = 16;      // then others on this loop get a turn
     static constexpr std::size_t direct_threshold = 4 * 1024;   // payload left that is read straight in
     static constexpr std::size_t direct_limit = 1024 * 1024;    // at most per direct read
@@ -260,31 +264,30 @@ private:
 
     // ---- running -------------------------------------------------------------------------------------
 
-    // Runs the session to its end: the handler on its own coroutine, frames in, frames out, deadlines.
-    asio::awaitable<void> run(websocket_handler handler, upgraded_connection* link) {
+    // Starts the session and returns: the handler runs as a coroutine of its own (or the callbacks are called
+    // from here), frames are read as the socket becomes readable, and `done` runs once when the session has
+    // ended and its handler has returned. Nothing else waits: an idle session is this object and one
+    // readiness wait (plus its handler's coroutine, if it has one).
+    void start(websocket_handler handler, std::shared_ptr<const websocket_callbacks> callbacks,
+               upgraded_connection* link, upgrade_done done) {
+        auto self = shared_from_this();
         link_ = link;
+        done_ = std::move(done);
         heard();
         if (handler) {
+            handler_ = std::move(handler); // a capturing coroutine lambda needs its object while it runs
             handler_running_ = true;
-            asio::co_spawn(executor_, handler(*this),
-                           asio::bind_cancellation_slot(handler_cancel_.slot(),
-                                                        [self = shared_from_this()](std::exception_ptr e) {
-                                                            self->handler_finished(std::move(e));
-                                                        }));
+            asio::co_spawn(executor_, handler_(*this),
+                           asio::bind_cancellation_slot(handler_cancel_.slot(), [self](std::exception_ptr e) {
+                               self->handler_finished(std::move(e));
+                           }));
+        } else if (callbacks) {
+            callbacks_ = std::move(callbacks);
+            if (callbacks_->on_open) call_back([&] { callbacks_->on_open(*this); });
         } else {
             begin_close(close_code::normal, {});
         }
-        co_await serve();
-        finish();
-        if (handler_running_) {
-            // The handler sees read() return nothing; it gets close_timeout to finish, then is cancelled.
-            grace_deadline_.arm(sweep_, options_.close_timeout);
-            while (handler_running_ && grace_deadline_.armed()) co_await io_wake_.async_wait(asio::use_awaitable);
-            grace_deadline_.cancel();
-            if (handler_running_) handler_cancel_.emit(asio::cancellation_type::terminal);
-            while (handler_running_) co_await io_wake_.async_wait(asio::use_awaitable);
-        }
-        if (handler_error_) std::rethrow_exception(handler_error_);
+        advance();
     }
 
     void handler_finished(std::exception_ptr e) {
@@ -306,110 +309,187 @@ private:
         } else {
             begin_close(close_code::normal, {});
         }
-        io_wake_.notify_all();
+        if (ended_) complete();
+        else resume_reading();
     }
 
-    // Reads frames until the session ends, then closes the TCP connection the polite way.
-    asio::awaitable<void> serve() {
-        while (reading_frames_ && !aborted_) {
-            while (reading_frames_ && in_pos_ < in_end_) {
-                detail::ws_event event;
-                in_pos_ += reader_.feed(in_.get() + in_pos_, in_end_ - in_pos_, event);
-                if (event.kind != detail::ws_event::none) on_event(event);
-                // A handler that does not keep up stops the reading; TCP then slows the peer down. Once we
-                // are closing, nothing waits: what does not fit is dropped.
-                while (reading_frames_ && !aborted_ && !close_queued_ && inbox_full())
-                    co_await io_wake_.async_wait(asio::use_awaitable);
-            }
-            if (!reading_frames_ || aborted_) break;
-            in_pos_ = in_end_ = 0;
-            asio::error_code ec;
-            if (reader_.direct_payload_left() >= direct_threshold) {
-                // A large frame: its payload is read straight into the message. The window grows while
-                // reads fill it (the message is zero-filled ahead of each read: no more than twice what
-                // arrives).
-                auto [dst, room] = reader_.direct_window(direct_window_);
-                std::size_t n = co_await read_some(dst, room, ec);
-                detail::ws_event event;
-                reader_.commit_direct(ec ? 0 : n, event);
-                if (ec) {
-                    peer_gone();
-                    break;
-                }
-                direct_window_ = std::clamp(n * 2, direct_threshold * 4, direct_limit);
-                if (event.kind != detail::ws_event::none) on_event(event);
-                while (reading_frames_ && !aborted_ && !close_queued_ && inbox_full())
-                    co_await io_wake_.async_wait(asio::use_awaitable);
-                continue;
-            }
-            std::size_t n = co_await read_into_buffer(ec);
-            if (ec) {
-                peer_gone();
-                break;
-            }
-            in_end_ = n;
+    // Runs one of the websocket_callbacks. One that throws ends the callbacks (as it would end the coroutine
+    // that calls them) and closes the session with 1011.
+    template <class Call>
+    void call_back(Call&& call) {
+        try {
+            call();
+        } catch (...) {
+            callbacks_.reset();
+            if (!handler_error_) handler_error_ = std::current_exception();
+            begin_close(close_code::internal_error, {});
         }
-        if (aborted_ || peer_gone_) co_return;
-        // A close is queued (ours or our answer): let it reach the peer, send FIN, and read until the peer
-        // closes too. Closing with unread bytes would reset the connection, which can destroy the close
-        // frame before the peer read it.
-        while (!close_sent_ && !aborted_) co_await io_wake_.async_wait(asio::use_awaitable);
-        if (aborted_) co_return;
+    }
+
+    // Moves the session on from where it stands: while it reads, reads and dispatches frames; once a close is
+    // queued and reading has stopped, waits for that close to go out, sends FIN and reads until the peer closes
+    // too (closing with unread bytes would reset the connection, which can destroy the close frame before the
+    // peer read it); then ends. Whatever can change where it stands (readability, a write done, room in the
+    // inbox, an abort) calls this; a call made while it runs is folded into that run.
+    void advance() {
+        if (advancing_) {
+            again_ = true;
+            return;
+        }
+        auto self = shared_from_this(); // a step may end the session and let its owner go
+        advancing_ = true;
+        do {
+            again_ = false;
+            step();
+        } while (again_);
+        advancing_ = false;
+    }
+
+    void step() {
+        if (ended_ || wait_pending_) return;
+        if (aborted_ || peer_gone_) return end_session();
+        if (reading_frames_) return read_frames();
+        if (!close_sent_) return; // written() comes back here once our close is out
+        if (!shutdown_sent_) {
+            shutdown_sent_ = true;
+            stream_.shutdown_send();
+        }
+        drain();
+    }
+
+    // One read and what it brings: into the event loop's buffer, copied out only when a full inbox leaves part
+    // of it unread; a large frame's payload straight into its message.
+    void read_frames() {
+        if (in_pos_ < in_.size()) {
+            // Bytes kept from before: the handshake's leftover, or what a full inbox left unread.
+            in_pos_ += dispatch(in_.data() + in_pos_, in_.size() - in_pos_);
+            if (in_pos_ < in_.size() && reading_frames_ && !aborted_) {
+                paused_ = true; // read() resumes
+                return;
+            }
+            std::string().swap(in_);
+            in_pos_ = 0;
+            again_ = true;
+            return;
+        }
+        if (!reading_frames_ || aborted_) {
+            again_ = true;
+            return;
+        }
+        // A handler that does not keep up stops the reading; TCP then slows the peer down.
+        if (inbox_full() && !close_queued_) {
+            paused_ = true;
+            return;
+        }
+        if (busy()) return;
         asio::error_code ec;
-        stream_.shutdown_send();
-        while (!ec && !aborted_) {
-            in_pos_ = in_end_ = 0;
-            co_await read_into_buffer(ec);
+        if (reader_.direct_payload_left() >= direct_threshold) {
+            // A large frame: its payload is read straight into the message. The window grows while reads fill
+            // it (the message is zero-filled ahead of each read: no more than twice what arrives).
+            auto [dst, room] = reader_.direct_window(direct_window_);
+            std::size_t n = stream_.read_some(asio::buffer(dst, room), ec);
+            detail::ws_event event;
+            reader_.commit_direct(ec ? 0 : n, event);
+            if (ec == asio::error::would_block) return wait_readable();
+            again_ = true;
+            if (ec) return peer_gone();
+            heard();
+            direct_window_ = std::clamp(n * 2, direct_threshold * 4, direct_limit);
+            if (event.kind != detail::ws_event::none) on_event(event);
+            return;
         }
+        auto buffer = loop_.receive_buffer();
+        std::size_t n = stream_.read_some(asio::buffer(buffer.data(), buffer.size()), ec);
+        if (ec == asio::error::would_block) return wait_readable();
+        again_ = true;
+        if (ec) return peer_gone();
+        heard();
+        std::size_t used = dispatch(buffer.data(), n);
+        // The loop's buffer is the next reader's: keep what the inbox had no room for.
+        if (used < n && reading_frames_ && !aborted_) in_.assign(buffer.data() + used, n - used);
+    }
+
+    // Feeds bytes to the frame reader and acts on what it finds, until they are used up, reading stops, or
+    // the inbox is full. Returns how many it used. Once we are closing nothing waits: what does not fit is
+    // dropped.
+    std::size_t dispatch(char* data, std::size_t size) {
+        std::size_t used = 0;
+        while (used < size && reading_frames_ && !aborted_ && !(inbox_full() && !close_queued_)) {
+            detail::ws_event event;
+            used += reader_.feed(data + used, size - used, event);
+            if (event.kind != detail::ws_event::none) on_event(event);
+        }
+        return used;
+    }
+
+    // After our close went out: what the peer still sends is read and dropped until it closes too.
+    void drain() {
+        while (!busy()) {
+            auto buffer = loop_.receive_buffer();
+            asio::error_code ec;
+            stream_.read_some(asio::buffer(buffer.data(), buffer.size()), ec);
+            if (ec == asio::error::would_block) return wait_readable();
+            if (ec) {
+                peer_gone_ = true; // the peer's FIN (or reset): the closing handshake is over
+                again_ = true;
+                return;
+            }
+        }
+    }
+
+    void wait_readable() {
+        reads_without_wait_ = 0;
+        wait_pending_ = true;
+        stream_.async_wait_readable([self = shared_from_this()](asio::error_code ec) {
+            self->wait_pending_ = false;
+            if (ec && !self->aborted_ && !self->ended_) {
+                if (self->reading_frames_) self->peer_gone();
+                else self->peer_gone_ = true;
+            }
+            self->advance();
+        });
+    }
+
+    // A peer that keeps the socket readable (a ping flood) would let non-blocking reads run on without ever
+    // returning to the event loop, starving every other connection on this thread: after a run of reads that
+    // found bytes at once, go to the back of the loop's queue. True if it did.
+    bool busy() {
+        if (++reads_without_wait_ < max_reads_without_wait) return false;
+        reads_without_wait_ = 0;
+        wait_pending_ = true;
+        asio::post(executor_, [self = shared_from_this()] {
+            self->wait_pending_ = false;
+            self->advance();
+        });
+        return true;
+    }
+
+    // Reading was paused by a full inbox: go on if there is room now.
+    void resume_reading() {
+        if (!paused_) return;
+        paused_ = false;
+        advance();
+    }
+
+    // The session will read and write no more; its handler gets close_timeout to return, then is cancelled.
+    void end_session() {
+        ended_ = true;
+        finish();
+        if (!handler_running_) return complete();
+        grace_deadline_.arm(sweep_, options_.close_timeout);
+    }
+
+    void complete() {
+        if (completed_) return;
+        completed_ = true;
+        grace_deadline_.cancel();
+        auto self = shared_from_this();
+        if (auto done = std::move(done_)) done(handler_error_);
     }
 
     // Full once it holds inbox_limit messages or inbox_bytes bytes; a message of any size fits an empty one.
     bool inbox_full() const noexcept {
         return !inbox_.empty() && (inbox_.size() >= inbox_limit || inbox_bytes_ >= options_.inbox_bytes);
-    }
-
-    // One read from a socket in non-blocking mode: try, and wait for readability only when nothing is there.
-    asio::awaitable<std::size_t> read_some(char* dst, std::size_t size, asio::error_code& ec) {
-        co_await yield_if_busy();
-        for (;;) {
-            std::size_t n = stream_.read_some(asio::buffer(dst, size), ec);
-            if (ec != asio::error::would_block) {
-                if (!ec) heard();
-                co_return n;
-            }
-            reads_without_wait_ = 0;
-            co_await stream_.async_wait_readable(asio::redirect_error(asio::use_awaitable, ec));
-            if (ec) co_return 0;
-        }
-    }
-
-    // Reads into the frame buffer, which exists only while bytes flow: an idle session holds none.
-    asio::awaitable<std::size_t> read_into_buffer(asio::error_code& ec) {
-        co_await yield_if_busy();
-        for (;;) {
-            if (!in_) {
-                in_capacity_ = read_chunk;
-                in_ = std::make_unique_for_overwrite<char[]>(in_capacity_);
-            }
-            std::size_t n = stream_.read_some(asio::buffer(in_.get(), in_capacity_), ec);
-            if (ec != asio::error::would_block) {
-                if (!ec) heard();
-                co_return n;
-            }
-            in_.reset();
-            reads_without_wait_ = 0;
-            co_await stream_.async_wait_readable(asio::redirect_error(asio::use_awaitable, ec));
-            if (ec) co_return 0;
-        }
-    }
-
-    // A peer that keeps the socket readable (a ping flood) would let non-blocking reads run on without ever
-    // returning to the event loop, starving every other connection on this thread: after a run of reads
-    // that found bytes at once, go to the back of the loop's queue.
-    asio::awaitable<void> yield_if_busy() {
-        if (++reads_without_wait_ < max_reads_without_wait) co_return;
-        reads_without_wait_ = 0;
-        co_await asio::post(executor_, asio::use_awaitable);
     }
 
     // The peer said something: its idle and ping deadlines start again (not while closing: then only the
@@ -425,6 +505,10 @@ private:
         case detail::ws_event::none: break;
         case detail::ws_event::message: {
             websocket_message m{reader_.take_message(), event.binary};
+            if (callbacks_) {
+                if (callbacks_->on_message) call_back([&] { callbacks_->on_message(*this, std::move(m)); });
+                break;
+            }
             // After the handler returned, or while closing with a full inbox, nobody will read it.
             if (!handler_running_ || (close_queued_ && inbox_full())) break;
             inbox_bytes_ += m.data.size();
@@ -469,13 +553,14 @@ private:
         stop_reading();
     }
 
-    // No more messages will come: read() returns what is in the inbox, then nothing.
+    // No more messages will come: read() returns what is in the inbox, then nothing; callbacks get on_close.
     void stop_reading() {
         reading_frames_ = false;
         read_done_ = true;
         readable_.notify_all();
+        if (auto callbacks = std::move(callbacks_); callbacks && callbacks->on_close)
+            call_back([&] { callbacks->on_close(*this, status_); });
     }
-
     // ---- closing -------------------------------------------------------------------------------------
 
     void begin_close(close_code code, std::string_view reason) {
@@ -507,9 +592,9 @@ private:
         idle_deadline_.cancel();
         ping_deadline_.cancel();
         close_deadline_.arm(sweep_, options_.close_timeout);
-        room_.notify_all();    // waiting senders give up: the session is closing
-        io_wake_.notify_all(); // a reader paused by a full inbox reads on, to see the peer's close
+        room_.notify_all(); // waiting senders give up: the session is closing
         schedule_flush();
+        resume_reading(); // a reader paused by a full inbox reads on, to see the peer's close
     }
 
     // Forgets the messages not yet being written.
@@ -527,7 +612,7 @@ private:
         aborted_ = true;
         stream_.cancel();
         stop_reading();
-        io_wake_.notify_all();
+        advance();
     }
 
     void finish() {
@@ -542,7 +627,7 @@ private:
         control_.release();
         outbox_.release();
         release_write_buffers();
-        in_.reset();
+        std::string().swap(in_);
         unlink_senders();
         readable_.notify_all();
         room_.notify_all();
@@ -747,7 +832,7 @@ private:
         }
         batch_.clear();
         room_.notify_all();
-        if (close_sent_) io_wake_.notify_all();
+        if (close_sent_) advance(); // the closing handshake goes on
     }
 
     void write_failed() {
@@ -807,7 +892,9 @@ private:
     }
 
     // The handler's grace after the session ended: run() looks at the deadline when woken.
-    void grace_expired() { io_wake_.notify_all(); }
+    void grace_expired() {
+        if (handler_running_) handler_cancel_.emit(asio::cancellation_type::terminal);
+    }
 
     // ---- state ---------------------------------------------------------------------------------------
 
@@ -816,12 +903,15 @@ private:
     websocket_options options_;
     std::string subprotocol_;
     upgraded_connection* link_ = nullptr;
+    websocket_handler handler_;                            // a coroutine handler, kept while it may run
+    std::shared_ptr<const websocket_callbacks> callbacks_; // or callbacks, until on_close
+    upgrade_done done_;                                    // called once the session and its handler ended
 
     // Reading.
     std::unique_ptr<detail::ws_deflate_codec> deflate_; // permessage-deflate, when agreed
     detail::ws_frame_reader reader_;
-    std::unique_ptr<char[]> in_;
-    std::size_t in_capacity_ = 0, in_pos_ = 0, in_end_ = 0;
+    std::string in_; // bytes kept between reads: the handshake's leftover, or what a full inbox left unread
+    std::size_t in_pos_ = 0;
     unsigned reads_without_wait_ = 0;
     std::size_t direct_window_ = direct_threshold * 4;
     detail::ws_fifo<websocket_message> inbox_;
@@ -845,8 +935,8 @@ private:
     // Waiting.
     detail::ws_notifier readable_; // the handler's read() and close()
     detail::ws_notifier room_;     // the handler's send()
-    detail::ws_notifier io_wake_;  // serve() and run()
     asio::cancellation_signal handler_cancel_;
+    detail::event_loop& loop_; // its receive buffer and deadline sweep
     detail::deadline_sweep& sweep_;
     detail::deadline idle_deadline_{&on_deadline<&websocket_connection::idle_expired>, this};
     detail::deadline ping_deadline_{&on_deadline<&websocket_connection::ping_due>, this};
@@ -867,6 +957,12 @@ private:
     bool peer_gone_ = false;
     bool aborted_ = false;
     bool finished_ = false;
+    bool wait_pending_ = false;  // a readiness wait (or a turn at the back of the loop's queue) will advance()
+    bool paused_ = false;        // reading waits for room in the inbox
+    bool shutdown_sent_ = false; // our FIN is out
+    bool ended_ = false;         // nothing more is read or written; the handler may still run
+    bool completed_ = false;     // done_ was called
+    bool advancing_ = false, again_ = false;
 };
 
 inline bool websocket_sender::post(std::uint8_t opcode, websocket_payload payload) {
