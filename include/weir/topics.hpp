@@ -78,7 +78,7 @@ public:
     /// Joins a topic: events published to it from now on arrive. False if already joined.
     bool join(std::string_view topic) {
         if (!fanout_->add(*subscriber_, executor_, topic)) return false;
-        fanout_->go_live(*subscriber_, fanout_->backend().last_id(), topic);
+        fanout_->go_live(*subscriber_, fanout_->backend().last_id(topic), topic);
         return true;
     }
 
