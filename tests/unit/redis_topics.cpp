@@ -213,8 +213,11 @@ TEST_CASE("events published to Redis reach every backend listening, in order, an
     CHECK(fetched.events[0]->id == ids[1]);
     CHECK(fetched.events[1]->id == ids[2]);
     CHECK(fetched.events[0]->sse->find("id: " + std::to_string(ids[1]) + "\n") != std::string::npos);
-    // Not an id the stream gave out: greater than its last.
+    // Not an id the stream gave out: greater than its last, or older than its first (a stream that started over).
     CHECK(!a.read_after("t", ids.back() + 1, 10).complete);
+    CHECK(!a.read_after("t", ids.front() - 1, 10).complete);
+    CHECK(!b.read_after("other", 5, 10).complete); // b kept all of "other": its first entry came after 5
+    CHECK(a.read_after("t", 0, 10).complete);      // from the start: nothing was trimmed
     // No such stream: complete only from 0.
     CHECK(!a.read_after("nothing here", 7, 10).complete);
     CHECK(a.read_after("nothing here", 0, 10).complete);

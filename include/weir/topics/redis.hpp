@@ -179,16 +179,20 @@ public:
     }
 
     /// From what this process kept when it covers `after`, else from Redis (`XRANGE`). Not complete when `after`
-    /// is older than what the stream still holds (entries after it were trimmed), is not an id the stream gave
-    /// out, or Redis cannot be asked.
+    /// is older than the stream's first entry (entries after it were trimmed, or the stream was lost and started
+    /// over), greater than its last, or Redis cannot be asked. 0 reads from the start of a stream that never lost
+    /// an entry.
     range read_after(std::string_view topic, std::uint64_t after, std::size_t max) override {
         {
             std::lock_guard lock(mutex_);
             auto it = topics_.find(topic);
-            if (it != topics_.end() && it->second.position_known && after >= it->second.kept_from &&
-                after <= it->second.position) {
+            // What is kept covers ids from kept_from (an id of the stream, or 0 when the stream was empty: then
+            // only ids of kept entries, and 0) through position.
+            const listened_topic* t = it != topics_.end() && it->second.position_known ? &it->second : nullptr;
+            if (t && after >= t->kept_from && after <= t->position &&
+                (t->kept_from != 0 || after == 0 || (!t->kept.empty() && after >= t->kept.front()->id))) {
                 range r;
-                auto& kept = it->second.kept;
+                auto& kept = t->kept;
                 auto first = std::upper_bound(kept.begin(), kept.end(), after,
                                               [](std::uint64_t id, const event_ptr& e) { return id < e->id; });
                 for (auto i = first; i != kept.end() && r.events.size() < max; ++i) r.events.push_back(*i);
@@ -206,21 +210,22 @@ public:
                 r.complete = after == 0; // no stream: nothing was published, or it is gone
                 return r;
             }
+            // Complete from an id of the stream's entries still kept on: an id older than the first entry was
+            // trimmed (MAXLEN) or belongs to a stream that was lost and started over; an id after the last is not
+            // one of the stream's. 0 stands for "from the start" while nothing was ever removed.
             auto last = field(info, "last-generated-id");
-            // Entries deleted (XDEL) up to max-deleted-entry-id (Redis 7); entries trimmed (MAXLEN) before the
-            // first one kept, which is as far as a client is known to miss nothing.
+            auto end = last ? detail::pack_stream_id(last->text) : std::nullopt;
             std::uint64_t oldest_missing = 0;
-            if (auto deleted = field(info, "max-deleted-entry-id"))
+            if (auto deleted = field(info, "max-deleted-entry-id")) // Redis 7: XDEL
                 oldest_missing = detail::pack_stream_id(deleted->text).value_or(UINT64_MAX);
             auto added = field(info, "entries-added");
             auto length = field(info, "length");
-            auto first = field(info, "first-entry");
-            bool trimmed = !added || !length || added->integer > length->integer; // unknown before Redis 7
-            if (trimmed && first && !first->elements.empty())
-                oldest_missing =
-                    std::max(oldest_missing, detail::pack_stream_id(first->elements[0].text).value_or(UINT64_MAX));
-            auto end = last ? detail::pack_stream_id(last->text) : std::nullopt;
-            r.complete = end && after >= oldest_missing && after <= *end;
+            bool removed = oldest_missing > 0 || !added || !length || added->integer > length->integer;
+            std::uint64_t first_kept = 0;
+            if (auto first = field(info, "first-entry"); first && !first->elements.empty())
+                first_kept = detail::pack_stream_id(first->elements[0].text).value_or(UINT64_MAX);
+            bool from_start = after == 0 && !removed;
+            r.complete = end && after <= *end && after >= oldest_missing && (after >= first_kept || from_start);
             for (auto& entry : replies[1].elements)
                 if (auto e = to_event(topic, entry)) r.events.push_back(std::move(e));
         } catch (const topic_publish_error&) {
