@@ -15,6 +15,7 @@
 #include <condition_variable>
 #include <cstdlib>
 #include <filesystem>
+#include <future>
 #include <memory>
 #include <mutex>
 #include <string>
@@ -232,6 +233,19 @@ TEST_CASE("events published to Redis reach every backend listening, in order, an
     REQUIRE(!trimmed.events.empty());
     // From the first entry kept on, nothing is missing.
     CHECK(a.read_after("long", trimmed.events.front()->id, 10).complete);
+
+    // The last owner may let go from the sink, on the backend's own thread (a topics object destroyed while an
+    // event is handed on): the backend cannot join its thread there, and must not try.
+    auto doomed = std::make_shared<weir::redis_topic_backend>(o);
+    std::promise<void> gone;
+    auto gone_future = gone.get_future();
+    doomed->set_sink([holder = &doomed, &gone](const weir::topic_backend::event_ptr&) {
+        holder->reset(); // the only reference: the backend is destroyed here
+        gone.set_value();
+    });
+    doomed->listen("self");
+    a.publish("self", message("the last event"));
+    CHECK(gone_future.wait_for(10s) == std::future_status::ready);
 }
 
 #endif
