@@ -22,7 +22,6 @@
 #include <chrono>
 #include <cstdint>
 #include <deque>
-#include <exception>
 #include <functional>
 #include <future>
 #include <memory>
@@ -196,7 +195,14 @@ public:
 private:
     using clock = std::chrono::steady_clock;
     using replies = std::vector<redis_reply>;
-    using completion = std::function<void(std::exception_ptr, replies)>;
+    // What became of a request: its replies, or why there are none. (A message rather than an exception_ptr:
+    // the waiting thread throws its own exception, so no exception object is shared between threads.)
+    struct outcome {
+        bool ok = false;
+        std::string error;
+        replies values;
+    };
+    using completion = std::function<void(outcome)>;
 
     struct listened_topic {
         std::size_t listeners = 0;
@@ -227,22 +233,21 @@ private:
     // topic_publish_error when they could not be run or did not answer in time.
     replies call(std::vector<redis_command> commands) {
         auto deadline = clock::now() + options_.timeout;
-        auto result = std::make_shared<std::promise<replies>>();
+        auto result = std::make_shared<std::promise<outcome>>();
         auto answer = result->get_future();
-        submit({std::move(commands), deadline, [result](std::exception_ptr error, replies r) {
-                    if (error) result->set_exception(error);
-                    else result->set_value(std::move(r));
-                }});
+        submit({std::move(commands), deadline, [result](outcome o) { result->set_value(std::move(o)); }});
         // The backend's thread answers by the deadline (it closes a connection that does not); the margin only
         // guards against a thread that cannot run.
         if (answer.wait_until(deadline + options_.timeout) != std::future_status::ready)
             throw topic_publish_error("Redis did not answer in time");
-        return answer.get();
+        outcome o = answer.get();
+        if (!o.ok) throw topic_publish_error(o.error);
+        return std::move(o.values);
     }
 
     void submit(request r) {
         asio::post(io_, [this, r = std::move(r)]() mutable {
-            if (stopping_) return r.done(std::make_exception_ptr(topic_publish_error("the Redis backend stopped")), {});
+            if (stopping_) return r.done({false, "the Redis backend stopped", {}});
             pending_.push_back(std::move(r));
             command_wake_.cancel();
         });
@@ -252,7 +257,7 @@ private:
     // closed while idle is replaced before it is used; when Redis cannot be reached, the batch fails at once.
     asio::awaitable<void> serve_commands() {
         auto fail = [](std::vector<request>& batch, const std::string& why) {
-            for (auto& r : batch) r.done(std::make_exception_ptr(topic_publish_error(why)), {});
+            for (auto& r : batch) r.done({false, why, {}});
         };
         while (!stopping_) {
             if (pending_.empty()) {
@@ -288,7 +293,7 @@ private:
                     replies mine(std::make_move_iterator(all.begin() + static_cast<std::ptrdiff_t>(at)),
                                  std::make_move_iterator(all.begin() + static_cast<std::ptrdiff_t>(at + r.commands.size())));
                     at += r.commands.size();
-                    r.done(nullptr, std::move(mine));
+                    r.done({true, {}, std::move(mine)});
                 }
             } catch (const std::exception& e) {
                 // Sent, but the answer was lost: what Redis did with it is not known.
@@ -418,9 +423,9 @@ private:
         auto round = reader_round_;
         submit({{{"CLIENT", "UNBLOCK", reader_client_id_, "TIMEOUT"}},
                 clock::now() + options_.timeout,
-                [this, round](std::exception_ptr error, replies r) {
+                [this, round](outcome o) {
                     // Not blocked yet (the XREAD is on its way): try again shortly, while it is the same XREAD.
-                    if (error || r.front().integer != 0 || !reader_blocked_ || reader_round_ != round) return;
+                    if (!o.ok || o.values.front().integer != 0 || !reader_blocked_ || reader_round_ != round) return;
                     unblock_retry_.expires_after(std::chrono::milliseconds(5));
                     unblock_retry_.async_wait([this, round](const asio::error_code& ec) {
                         if (!ec && !stopping_ && reader_blocked_ && reader_round_ == round) wake_reader();
