@@ -221,7 +221,8 @@ int main(int argc, char** argv) {
                                 published = false; // (no co_await in a handler)
                             }
                             if (!published) {
-                                co_await ws.close(weir::close_code::try_again_later, "the room cannot take messages now");
+                                co_await ws.close(weir::close_code::try_again_later,
+                                                  "the room cannot take messages now");
                                 break;
                             }
                         }

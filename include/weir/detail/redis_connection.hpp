@@ -100,7 +100,8 @@ public:
                 if (redisReaderGetReply(reader_.get(), &reply) != REDIS_OK)
                     throw std::system_error(std::make_error_code(std::errc::protocol_error));
                 if (reply) {
-                    std::unique_ptr<redisReply, void (*)(void*)> owned(static_cast<redisReply*>(reply), freeReplyObject);
+                    std::unique_ptr<redisReply, void (*)(void*)> owned(static_cast<redisReply*>(reply),
+                                                                       freeReplyObject);
                     replies.push_back(to_redis_reply(*owned));
                     continue;
                 }

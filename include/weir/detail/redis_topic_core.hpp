@@ -76,8 +76,8 @@ public:
     // event type with CR or LF.
     std::uint64_t publish(std::string_view topic, sse_event event) {
         make_topic_event(0, {}, event); // refuse what no subscriber could be sent, before anything is appended
-        redis_command xadd{"XADD", key(topic), "MAXLEN", "~", std::to_string(options_.max_length), "*",
-                                   "data", std::move(event.data)};
+        redis_command xadd{"XADD", key(topic), "MAXLEN", "~", std::to_string(options_.max_length), "*", "data",
+                           std::move(event.data)};
         if (!event.event.empty()) xadd.insert(xadd.end(), {"event", std::move(event.event)});
         if (event.retry) xadd.insert(xadd.end(), {"retry", std::to_string(*event.retry)});
         if (!event.comment.empty()) xadd.insert(xadd.end(), {"comment", std::move(event.comment)});
@@ -290,8 +290,9 @@ private:
                 auto all = co_await command_connection_.run(commands, deadline);
                 std::size_t at = 0;
                 for (auto& r : batch) {
-                    replies mine(std::make_move_iterator(all.begin() + static_cast<std::ptrdiff_t>(at)),
-                                 std::make_move_iterator(all.begin() + static_cast<std::ptrdiff_t>(at + r.commands.size())));
+                    auto first = all.begin() + static_cast<std::ptrdiff_t>(at);
+                    auto last = first + static_cast<std::ptrdiff_t>(r.commands.size());
+                    replies mine(std::make_move_iterator(first), std::make_move_iterator(last));
                     at += r.commands.size();
                     r.done({true, {}, std::move(mine)});
                 }

@@ -40,7 +40,8 @@ inline redis_topic_options parse_redis_url(std::string_view url, redis_topic_opt
     if (url.empty() || url.find_first_of("@/?") != std::string_view::npos)
         throw std::invalid_argument("a Redis URL is redis://HOST[:PORT]");
     std::string_view host = url;
-    if (auto colon = url.rfind(':'); colon != std::string_view::npos && url.find(']', colon) == std::string_view::npos) {
+    auto colon = url.rfind(':');
+    if (colon != std::string_view::npos && url.find(']', colon) == std::string_view::npos) {
         host = url.substr(0, colon);
         auto port = url.substr(colon + 1);
         unsigned value = 0;
