@@ -14,9 +14,10 @@ class WeirConan(ConanFile):
     topics = ("http", "server", "sse", "websocket", "asio", "header-only")
     package_type = "header-library"
     settings = "os", "arch", "compiler", "build_type"
-    # with_tls: HTTPS and WSS on OpenSSL 3 (<weir/tls.hpp>); with_zlib: the gzip stage.
-    options = {"with_tls": [True, False], "with_zlib": [True, False]}
-    default_options = {"with_tls": False, "with_zlib": False}
+    # with_tls: HTTPS and WSS on OpenSSL 3 (<weir/tls.hpp>); with_zlib: the gzip stage; with_redis: topics carried
+    # by Redis Streams on hiredis (<weir/topics/redis.hpp>).
+    options = {"with_tls": [True, False], "with_zlib": [True, False], "with_redis": [True, False]}
+    default_options = {"with_tls": False, "with_zlib": False, "with_redis": False}
     exports_sources = "include/*", "cmake/*", "CMakeLists.txt", "LICENSE"
     no_copy_source = True
 
@@ -27,6 +28,8 @@ class WeirConan(ConanFile):
             self.requires("openssl/[>=3 <4]")
         if self.options.with_zlib:
             self.requires("zlib/[>=1.2.11 <2]")
+        if self.options.with_redis:
+            self.requires("hiredis/[>=0.14 <2]")
 
     def layout(self):
         cmake_layout(self)
@@ -52,5 +55,8 @@ class WeirConan(ConanFile):
         if self.options.with_zlib:
             self.cpp_info.defines.append("WEIR_HAS_ZLIB=1")
             self.cpp_info.requires.append("zlib::zlib")
+        if self.options.with_redis:
+            self.cpp_info.defines.append("WEIR_HAS_HIREDIS=1")
+            self.cpp_info.requires.append("hiredis::hiredis")
         if self.settings.os in ("Linux", "FreeBSD"):
             self.cpp_info.system_libs = ["pthread"]

@@ -3,12 +3,16 @@
 // page, the event stream's head and the 101.
 //
 //   chat [--bind ADDR] [--port N] [--allow-origin ORIGIN]... [--token T] [--heartbeat-ms MS] [--threads N]
-//        [--tls-cert FILE --tls-key FILE]... [--no-deflate]
+//        [--tls-cert FILE --tls-key FILE]... [--no-deflate] [--redis redis://HOST:PORT] [--room NAME]
 //
 // With --tls-cert and --tls-key it serves HTTPS and WSS (built with weir::tls); repeat the pair for more
 // certificates, chosen by the name a client asks for (SNI), the first being the default. SIGHUP reloads them.
 // WebSocket messages are compressed (permessage-deflate) when the client offers it, as browsers do, and weir
 // was built with zlib; --no-deflate turns that off.
+//
+// With --redis, the room lives in Redis Streams (built with weir::redis): every chat server with the same Redis
+// and --room (default "chat") is one room, and a client resumes on any of them. A message that cannot be
+// published while Redis is down is refused: POST answers 503 with Retry-After, a WebSocket is closed with 1013.
 //
 // Routes: GET / (the page), GET /events (SSE, replays after Last-Event-ID), POST /messages (202), GET /ws.
 
@@ -18,6 +22,9 @@
 #include <weir/weir.hpp>
 #ifdef WEIR_HAS_OPENSSL
 #include <weir/tls.hpp>
+#endif
+#ifdef WEIR_HAS_HIREDIS
+#include <weir/topics/redis.hpp>
 #endif
 
 #include <asio/signal_set.hpp>
@@ -33,10 +40,11 @@ namespace {
 // Everyone listening, over SSE and WebSockets alike: one topic. Each message is encoded once per protocol.
 class chat_room {
 public:
-    explicit chat_room(weir::topics_options options) : topics_(std::move(options)) {
+    chat_room(weir::topics_options options, std::string name) : topic(std::move(name)), topics_(std::move(options)) {
         topics_.retain(topic); // clients that reconnect with Last-Event-ID replay what they missed
     }
 
+    // Throws weir::topic_publish_error when the room lives in Redis and Redis cannot take the message.
     void publish(std::string text) {
         weir::sse_event e;
         e.event = "message";
@@ -46,14 +54,14 @@ public:
 
     template <class Request>
     weir::pending<weir::sse> subscribe(const Request& req) const {
-        return topics_.subscribe(req, {std::string(topic)});
+        return topics_.subscribe(req, {topic});
     }
 
     // Call from the session's handler; the session hears the room until the membership is destroyed.
     weir::topic_membership join(weir::websocket_connection& ws) const { return topics_.join(ws, topic); }
 
 private:
-    static constexpr std::string_view topic = "chat";
+    std::string topic;
     weir::topics topics_;
 };
 
@@ -91,6 +99,8 @@ int main(int argc, char** argv) {
     std::string token;
     unsigned long heartbeat_ms = 15'000;
     std::vector<std::string> tls_certs, tls_keys;
+    std::string redis_url;
+    std::string room_name = "chat";
     // --no-deflate takes no value: it is taken out before the common flags, which all do, are parsed.
     bool deflate = true;
     std::vector<char*> args;
@@ -101,12 +111,14 @@ int main(int argc, char** argv) {
     examples::parse_command_line(
         static_cast<int>(args.size()), args.data(), options,
         "[--bind ADDR] [--port N] [--allow-origin ORIGIN]... [--token T] [--heartbeat-ms MS] [--threads N] "
-        "[--tls-cert FILE --tls-key FILE]... [--no-deflate]",
+        "[--tls-cert FILE --tls-key FILE]... [--no-deflate] [--redis redis://HOST:PORT] [--room NAME]",
         [&](std::string_view flag, std::string_view value) {
             if (flag == "--allow-origin") origins.emplace_back(value);
             else if (flag == "--tls-cert") tls_certs.emplace_back(value);
             else if (flag == "--tls-key") tls_keys.emplace_back(value);
             else if (flag == "--token") token = std::string(value);
+            else if (flag == "--redis") redis_url = std::string(value);
+            else if (flag == "--room") room_name = std::string(value);
             else if (flag == "--heartbeat-ms") {
                 auto [p, ec] = std::from_chars(value.data(), value.data() + value.size(), heartbeat_ms);
                 if (ec != std::errc() || p != value.data() + value.size()) return false;
@@ -138,7 +150,20 @@ int main(int argc, char** argv) {
     weir::topics_options room_options;
     room_options.history.events = 1000;
     room_options.stream.heartbeat = std::chrono::milliseconds(heartbeat_ms);
-    auto room = std::make_shared<chat_room>(room_options);
+    if (!redis_url.empty()) {
+#ifdef WEIR_HAS_HIREDIS
+        try {
+            room_options.backend = std::make_shared<weir::redis_topic_backend>(weir::parse_redis_url(redis_url));
+        } catch (const std::invalid_argument& e) {
+            fmt::print(stderr, "--redis: {}\n", e.what());
+            return 2;
+        }
+#else
+        fmt::print(stderr, "this chat was built without Redis: build it with weir::redis (hiredis)\n");
+        return 2;
+#endif
+    }
+    auto room = std::make_shared<chat_room>(room_options, room_name);
 
     weir::websocket_options ws_options;
     ws_options.max_message_size = max_message;
@@ -172,7 +197,13 @@ int main(int argc, char** argv) {
                 [room](const auto& req) {
                     if (!weir::is_valid_utf8(req.body()))
                         return weir::response(weir::status::bad_request, "messages are UTF-8 text\n");
-                    room->publish(std::string(req.body()));
+                    try {
+                        room->publish(std::string(req.body()));
+                    } catch (const weir::topic_publish_error&) {
+                        weir::response busy(weir::status::service_unavailable, "the room cannot take messages now\n");
+                        busy.headers().set("Retry-After", "1");
+                        return busy;
+                    }
                     return weir::response(weir::status::accepted);
                 },
             }),
@@ -181,8 +212,20 @@ int main(int argc, char** argv) {
                     req,
                     [room](weir::websocket_connection& ws) -> asio::awaitable<void> {
                         auto membership = room->join(ws);
-                        while (auto message = co_await ws.read())
-                            if (!message->binary) room->publish(std::move(message->data));
+                        while (auto message = co_await ws.read()) {
+                            if (message->binary) continue;
+                            bool published = true;
+                            try {
+                                room->publish(std::move(message->data));
+                            } catch (const weir::topic_publish_error&) {
+                                published = false; // (no co_await in a handler)
+                            }
+                            if (!published) {
+                                co_await ws.close(weir::close_code::try_again_later,
+                                                  "the room cannot take messages now");
+                                break;
+                            }
+                        }
                     },
                     ws_options);
             }),

@@ -7,11 +7,13 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-# Building the library's examples (nlohmann/json: the LLM streaming example only, never the library).
-packages=(build-essential g++ cmake ninja-build pkg-config libasio-dev libfmt-dev zlib1g-dev nlohmann-json3-dev)
+# Building the library's examples (nlohmann/json: the LLM streaming example only, never the library; hiredis:
+# weir::redis and the chat's --redis).
+packages=(build-essential g++ cmake ninja-build pkg-config libasio-dev libfmt-dev zlib1g-dev nlohmann-json3-dev
+          libhiredis-dev)
 if [ "${WEIR_DEMO_ONLY:-0}" != 1 ]; then
   # The test suite: a second compiler, meson, doctest and the real clients the integration tests drive.
-  packages+=(clang-14 meson doctest-dev curl python3 python3-websockets chromium wrk nginx-light git)
+  packages+=(clang-14 meson doctest-dev curl python3 python3-websockets chromium wrk nginx-light git redis-server)
 fi
 if [ "${WEIR_BENCH_DEPS:-0}" = 1 ]; then
   packages+=(libboost1.81-dev librestinio-dev libcpp-httplib-dev gnuplot-nox time util-linux)

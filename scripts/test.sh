@@ -109,7 +109,7 @@ phase_asan() {
 phase_tsan() {
   if build build-ci/tsan -DCMAKE_BUILD_TYPE=RelWithDebInfo -DCMAKE_CXX_COMPILER=g++ -DWEIR_SANITIZE=thread; then
     TSAN_OPTIONS=halt_on_error=1:second_deadlock_stack=1 \
-      run_ctest build-ci/tsan "$log_dir/tsan-ctest.log" -R "^unit:|^integration: test_(threads|sse|chat|lean_core|tls|topics)$" \
+      run_ctest build-ci/tsan "$log_dir/tsan-ctest.log" -R "^unit:|^integration: test_(threads|sse|chat|lean_core|tls|topics|redis_topics)$" \
       --timeout 600
   else
     phase_failed=1

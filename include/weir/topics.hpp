@@ -78,7 +78,7 @@ public:
     /// Joins a topic: events published to it from now on arrive. False if already joined.
     bool join(std::string_view topic) {
         if (!fanout_->add(*subscriber_, executor_, topic)) return false;
-        fanout_->go_live(*subscriber_, fanout_->backend().last_id(), topic);
+        fanout_->go_live(*subscriber_, fanout_->backend().last_id(topic), topic);
         return true;
     }
 
@@ -127,7 +127,7 @@ public:
 
     /// Publishes an SSE event (its type, data, retry and comment; the id is the topic's) to a topic; WebSocket
     /// subscribers get its data as a text message. Returns its id. Throws std::invalid_argument for an event
-    /// type with CR or LF.
+    /// type with CR or LF, and topic_publish_error when the backend cannot publish (a message bus that is down).
     std::uint64_t publish(std::string_view topic, sse_event event) {
         return fanout_->backend().publish(topic, std::move(event));
     }

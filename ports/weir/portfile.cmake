@@ -9,6 +9,7 @@ vcpkg_from_github(
 
 vcpkg_check_features(OUT_FEATURE_OPTIONS FEATURE_OPTIONS
     FEATURES
+        redis WEIR_WITH_REDIS
         tls WEIR_WITH_TLS
         zlib WEIR_WITH_ZLIB
 )

@@ -41,7 +41,8 @@ prefix=$work/prefix
   cmake --install "$work/weir-build" --prefix "$prefix"
   for f in include/weir/weir.hpp include/weir/version.hpp include/weir/detail/connection.hpp \
            share/weir/cmake/weirConfig.cmake share/weir/cmake/weirConfigVersion.cmake \
-           share/weir/cmake/weirTargets.cmake share/pkgconfig/weir.pc share/pkgconfig/weir-tls.pc; do
+           share/weir/cmake/weirTargets.cmake share/pkgconfig/weir.pc share/pkgconfig/weir-tls.pc \
+           share/pkgconfig/weir-redis.pc; do
     test -f "$prefix/$f" || { echo "missing $f"; exit 1; }
   done
   # Exactly the public headers, nothing else under include/.
@@ -60,10 +61,10 @@ consume_cmake() { # NAME CXX CMAKE_ARGS...
   report "$name" $?
 }
 
-# 2. find_package(weir CONFIG) from the installed prefix, with GCC (and the zlib and tls components) and with
+# 2. find_package(weir CONFIG) from the installed prefix, with GCC (and the zlib, tls and redis components) and with
 #    Clang 14 (whose coroutine definitions come from the exported target).
 consume_cmake cmake-find-package g++ -DWEIR_CONSUME=package -DCMAKE_PREFIX_PATH="$prefix" -DWEIR_CONSUMER_ZLIB=ON \
-  -DWEIR_CONSUMER_TLS=ON
+  -DWEIR_CONSUMER_TLS=ON -DWEIR_CONSUMER_REDIS=ON
 consume_cmake cmake-find-package-clang "$clang" -DWEIR_CONSUME=package -DCMAKE_PREFIX_PATH="$prefix"
 # 3. add_subdirectory of the source tree (with weir::tls).
 consume_cmake cmake-add-subdirectory g++ -DWEIR_CONSUME=subdirectory -DWEIR_SOURCE_DIR="$root" -DWEIR_CONSUMER_TLS=ON
@@ -119,6 +120,9 @@ plain pkg-config-flags-clang "$clang" $warnings $(pkg-config --cflags weir) "$co
 # shellcheck disable=SC2046,SC2086
 plain pkg-config-tls-flags g++ $warnings $(pkg-config --cflags weir-tls) "$consumers/app/app.cpp" \
   $(pkg-config --libs weir-tls)
+# shellcheck disable=SC2046,SC2086
+plain pkg-config-redis-flags g++ $warnings $(pkg-config --cflags weir-redis) "$consumers/app/app.cpp" \
+  $(pkg-config --libs weir-redis)
 # shellcheck disable=SC2046,SC2086
 plain include-flags g++ $warnings -std=c++20 -I"$root/include" -DASIO_STANDALONE $(pkg-config --cflags fmt) \
   "$consumers/app/app.cpp" $(pkg-config --libs fmt) -pthread

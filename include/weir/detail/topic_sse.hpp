@@ -36,16 +36,17 @@ public:
         for (auto& t : topics)
             if (fanout_->add(*this, executor, t)) topics_.push_back(t);
         // Read after registering: every later event reaches this loop's delivery pass.
-        std::uint64_t last = fanout_->backend().last_id();
-        if (last_event_id.empty()) return fanout_->go_live(*this, last);
+        if (last_event_id.empty()) return go_live_at_topics_end();
         std::uint64_t resume = 0;
         auto [end, err] = std::from_chars(last_event_id.data(), last_event_id.data() + last_event_id.size(), resume);
-        if (err != std::errc() || end != last_event_id.data() + last_event_id.size() || resume > last) {
-            // Not an id this backend gave out: nothing can be replayed, and the client must reload.
-            fanout_->go_live(*this, last);
+        if (err != std::errc() || end != last_event_id.data() + last_event_id.size()) {
+            // Not an id: nothing can be replayed, and the client must reload.
+            go_live_at_topics_end();
             channel_.push(reset_event());
             return;
         }
+        // An id no topic gave out (greater than the last) is found out by the replay: the backend answers that
+        // its range is not complete.
         cursor_ = resume;
         replaying_ = true;
         replay();
@@ -63,6 +64,20 @@ public:
     }
 
 private:
+    void go_live_at_topics_end() {
+        for (auto& t : topics_) fanout_->go_live(*this, fanout_->backend().last_id(t), t);
+    }
+
+    // Caught up with the history: live events after the cursor come from the delivery pass. After a `reset`, a
+    // cursor beyond a topic's last id was not an id of it (a server or bus that started over), and the topic's
+    // events go live from its end.
+    void go_live_after_replay() {
+        for (auto& t : topics_) {
+            std::uint64_t end = fanout_->backend().last_id(t);
+            fanout_->go_live(*this, reset_at_ != UINT64_MAX && cursor_ > end ? end : cursor_, t);
+        }
+    }
+
     void replay() {
         bool queued = false;
         while (replaying_ && channel_.is_open()) {
@@ -102,7 +117,7 @@ private:
                 if (queued) channel_.flush();
                 queued = false;
                 if (channel_.half_empty()) {
-                    fanout_->go_live(*this, cursor_);
+                    go_live_after_replay();
                     replaying_ = false;
                 }
                 break; // on_room() goes on

@@ -12,6 +12,7 @@
 #include <functional>
 #include <memory>
 #include <mutex>
+#include <stdexcept>
 #include <string>
 #include <string_view>
 #include <unordered_map>
@@ -43,6 +44,13 @@ inline std::shared_ptr<const topic_event> make_topic_event(std::uint64_t id, std
     return e;
 }
 
+/// Thrown by a publish that the backend could not carry out (a message bus that is down or does not answer in
+/// time): the event was not published. A server answers 503 with Retry-After, say, and the client tries again.
+class topic_publish_error : public std::runtime_error {
+public:
+    using std::runtime_error::runtime_error;
+};
+
 /// What a topics object needs from where events live. Every call is thread-safe.
 class topic_backend {
 public:
@@ -71,6 +79,12 @@ public:
     virtual range read_after(std::string_view topic, std::uint64_t after, std::size_t max) = 0;
     /// The id of the last event published (0 before the first).
     virtual std::uint64_t last_id() const = 0;
+    /// The id after which every event of a topic listened to reaches the sink after this call returns (the last
+    /// id given out, for a backend that numbers all topics in one sequence).
+    virtual std::uint64_t last_id(std::string_view topic) const {
+        (void)topic;
+        return last_id();
+    }
 };
 
 /// How much history a topic keeps for resuming subscribers.

@@ -1,12 +1,16 @@
 // A consumer of weir: builds a pipeline and a server type, and checks the version macros. With
 // WEIR_HAS_ZLIB (CMake: weir::zlib) it also runs the gzip stage, which is what needs zlib linked; with
-// WEIR_HAS_OPENSSL (weir::tls) it loads TLS settings, which is what needs OpenSSL linked.
+// WEIR_HAS_OPENSSL (weir::tls) it loads TLS settings, which is what needs OpenSSL linked; with WEIR_HAS_HIREDIS
+// (weir::redis) it publishes to a Redis that is not there, which is what needs hiredis linked.
 #include <weir/weir.hpp>
 #ifdef WEIR_HAS_ZLIB
 #include <weir/middleware/compression.hpp>
 #endif
 #ifdef WEIR_HAS_OPENSSL
 #include <weir/tls.hpp>
+#endif
+#ifdef WEIR_HAS_HIREDIS
+#include <weir/topics/redis.hpp>
 #endif
 
 #include <cstdio>
@@ -38,6 +42,16 @@ int main() {
         ok = false; // text that is not PEM must be refused
     } catch (const weir::tls_error& e) {
         std::printf("tls: %s\n", e.what());
+    }
+#endif
+#ifdef WEIR_HAS_HIREDIS
+    try {
+        // Port 1 on loopback: nothing listens there, so the publish must fail at once.
+        weir::redis_topic_backend bus(weir::parse_redis_url("redis://127.0.0.1:1"));
+        bus.publish("t", weir::sse_event{});
+        ok = false;
+    } catch (const weir::topic_publish_error& e) {
+        std::printf("redis: %s\n", e.what());
     }
 #endif
     std::printf("weir %d.%d.%d: %u\n", WEIR_VERSION_MAJOR, WEIR_VERSION_MINOR, WEIR_VERSION_PATCH,
