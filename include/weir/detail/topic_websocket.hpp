@@ -33,7 +33,9 @@ public:
 
     websocket_topic_subscriber(websocket_connection& session, websocket_subscriber_policy on_full,
                                std::size_t backlog_bytes)
-        : session_(&session), on_full_(on_full), backlog_limit_(backlog_bytes), retry_(&on_retry, this) {}
+        : session_(&session), on_full_(on_full), backlog_limit_(backlog_bytes), retry_(&on_retry, this) {
+        hot_ = &session;
+    }
     websocket_topic_subscriber(const websocket_topic_subscriber&) = delete;
     websocket_topic_subscriber& operator=(const websocket_topic_subscriber&) = delete;
     ~websocket_topic_subscriber() override = default; // the retry deadline leaves the loop's sweep
