@@ -13,9 +13,9 @@ section of docs/benchmarks.md, leaving the rest of the page as it is.
 
 `--only topics` measures pub/sub fan-out: the server's CPU time (utime+stime) per delivery from the first
 publish to the last delivery, one server thread, 32-byte payloads, one publish at a time and bursts of 10
-back-to-back publishes, 1,000 and 10,000 subscribers, SSE and WebSocket. With `--topics-baseline REF` (a git
-commit from before topics) the same server built against that commit's headers (the SSE hub and a hand-written
-send_shared broadcast) runs side by side. It prints a table and writes build-bench/topics.json.
+back-to-back publishes, 1,000 and 10,000 subscribers, SSE and WebSocket. With `--topics-baseline REF` the same
+server built against the headers of git commit REF runs side by side: its topics, or for a commit from before
+topics the SSE hub and a hand-written send_shared broadcast. It prints a table and writes build-bench/topics.json.
 
 Loopback only; every load is bounded in time. The machine is assumed noisy: the page reports ratios, and the
 server's own CPU time per request next to requests per second, since it does not count time other processes
@@ -61,7 +61,8 @@ def parse_args():
     p.add_argument("--report-only", action="store_true",
                    help="rewrite the page from the last run's results (build-bench/results.json)")
     p.add_argument("--topics-baseline", metavar="REF",
-                   help="with --only topics: also measure the pre-topics fan-out at this git commit")
+                   help="with --only topics: also measure the fan-out of this git commit (topics, or the "
+                        "SSE hub and send_shared before them)")
     p.add_argument("--only", choices=["idle-scale", "websocket-deflate", "topics"],
                    help="run one mode alone and rewrite its section of the page")
     p.add_argument("--build-dir", help="build directory (default build-bench/)")
@@ -665,8 +666,14 @@ COMPILE_UNITS = [
 
 # --- topics ----------------------------------------------------------------------------------------------
 
+def has_topics(ref):
+    return subprocess.run(["git", "-C", ROOT, "cat-file", "-e", f"{ref}:include/weir/topics.hpp"],
+                          capture_output=True).returncode == 0
+
+
 def topics_baseline_server(ref):
-    """bench/topics_server.cpp built against the headers of commit `ref` (its hub and send_shared broadcast)."""
+    """bench/topics_server.cpp built against the headers of commit `ref`: its topics if it has them, else its hub
+    and a send_shared broadcast."""
     args, cwd = compile_command("bench/topics_server.cpp")
     if args is None:
         raise RuntimeError("no compile command for bench/topics_server.cpp: build with --only topics first")
@@ -679,7 +686,8 @@ def topics_baseline_server(ref):
         if a == "-c":
             continue
         cmd.append("-I" + os.path.join(src, "include") if a == "-I" + os.path.join(ROOT, "include") else a)
-    cmd += ["-DWEIR_TOPICS_BASELINE", "-o", out, "-pthread"] + (["-lfmt"] if "-DFMT_SHARED" in cmd else [])
+    cmd += ([] if has_topics(ref) else ["-DWEIR_TOPICS_BASELINE"]) + ["-o", out, "-pthread"] + \
+        (["-lfmt"] if "-DFMT_SHARED" in cmd else [])
     sh(cmd, cwd=cwd)
     shutil.rmtree(src)
     return out
@@ -707,7 +715,8 @@ def run_topics():
     raise_nofile()
     servers = [("weir topics", bench_exe("weir_topics_server"))]
     if ARGS.topics_baseline:
-        servers.append((f"before topics ({ARGS.topics_baseline})", topics_baseline_server(ARGS.topics_baseline)))
+        label = "topics at" if has_topics(ARGS.topics_baseline) else "before topics"
+        servers.append((f"{label} {ARGS.topics_baseline}", topics_baseline_server(ARGS.topics_baseline)))
     results = []
     for subscribers in (1000, 10000):
         for burst in (1, 10):

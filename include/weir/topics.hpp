@@ -8,10 +8,11 @@
 #include <weir/sse/event.hpp>
 #include <weir/sse/stream.hpp>
 #include <weir/topics/backend.hpp>
+#include <weir/topics/options.hpp>
 #include <weir/websocket/connection.hpp>
-#include <weir/websocket/options.hpp>
 #include <weir/detail/topic_fanout.hpp>
 #include <weir/detail/topic_sse.hpp>
+#include <weir/detail/topic_websocket.hpp>
 
 #include <cstddef>
 #include <cstdint>
@@ -23,46 +24,6 @@
 #include <vector>
 
 namespace weir {
-
-/// Options of a topics object.
-struct topics_options {
-    /// History kept per topic for SSE clients that resume with Last-Event-ID (in-process backend).
-    topic_history_options history{};
-    /// Options of each SSE subscriber's stream, its byte-bounded queue and slow-consumer policy included.
-    sse_options stream{};
-    /// What happens to a WebSocket subscriber whose send queue (websocket_options::send_queue_bytes and
-    /// send_queue_capacity) cannot take an event: close it with 1008 (it reconnects), or drop the event.
-    websocket_full_queue_policy websocket_on_full = websocket_full_queue_policy::close_session;
-    /// Where events get their ids and history; null means an in_process_topic_backend with `history`.
-    std::shared_ptr<topic_backend> backend{};
-};
-
-namespace detail {
-
-// A WebSocket session's side of its topics. The session's send queue is its queue: an event is queued there
-// directly (the delivery pass runs on the session's loop), and the session writes a pass's events in one
-// gathering write.
-class websocket_topic_subscriber final : public topic_subscriber {
-public:
-    websocket_topic_subscriber(websocket_connection& session, websocket_full_queue_policy on_full)
-        : session_(&session), on_full_(on_full) {}
-
-    void queue(const topic_event& e) override {
-        if (closing_ || !session_->is_open()) return;
-        if (session_->try_send(websocket_payload(e.websocket))) return;
-        if (on_full_ == websocket_full_queue_policy::drop_message) return;
-        closing_ = true;
-        session_->sender()->close(close_code::policy_violation, "send queue full");
-    }
-    void flush() override {} // the session's own flush is scheduled by try_send
-
-private:
-    websocket_connection* session_;
-    websocket_full_queue_policy on_full_;
-    bool closing_ = false;
-};
-
-} // namespace detail
 
 /// A WebSocket session's membership in topics: it receives every event published to the topics it has
 /// joined, from when it joined. Made by topics::join on the session's thread; join() and leave() change the
@@ -89,9 +50,10 @@ public:
 private:
     friend class topics;
     topic_membership(std::shared_ptr<detail::topic_fanout> fanout, websocket_connection& session,
-                     websocket_full_queue_policy on_full)
+                     const topics_options& options)
         : fanout_(std::move(fanout)),
-          subscriber_(std::make_unique<detail::websocket_topic_subscriber>(session, on_full)),
+          subscriber_(std::make_unique<detail::websocket_topic_subscriber>(session, options.websocket_on_full,
+                                                                           options.websocket_backlog_bytes)),
           executor_(session.get_executor()) {}
 
     std::shared_ptr<detail::topic_fanout> fanout_;
@@ -149,7 +111,7 @@ public:
     /// session must be owned by a shared_ptr, as the server's are. Keep the membership for as long as the
     /// session should receive events.
     topic_membership join(websocket_connection& session, std::initializer_list<std::string_view> names = {}) const {
-        topic_membership m(fanout_, session, options_->websocket_on_full);
+        topic_membership m(fanout_, session, *options_);
         for (auto n : names) m.join(n);
         return m;
     }

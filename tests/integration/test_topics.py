@@ -1,12 +1,16 @@
 """Topics with real clients: SSE streams (raw sockets) and WebSocket sessions (Python websockets) subscribed to
 the same topic on a four-thread server; publishers on several threads; every subscriber gets every event
 exactly once, and all of them in the same order (SSE ids increasing); churn while publishing; resumes that
-replay, and resumes that must start with a `reset` event."""
+replay, and resumes that must start with a `reset` event; a WebSocket client that stops reading under the
+drop_oldest policy keeps its connection, loses the oldest held events and gets the newest."""
 
 import asyncio
+import base64
 import concurrent.futures
+import os
 import re
 import socket
+import struct
 import time
 
 import websockets
@@ -190,6 +194,107 @@ def resume_unknown_id(srv):
     s.close()
 
 
+def held_post(srv, topic, text, n):
+    with srv.connect() as s:
+        body = text.encode()
+        s.sendall(b"POST /held/publish?topic=%s&n=%d HTTP/1.1\r\nHost: x\r\nContent-Length: %d\r\n\r\n"
+                  % (topic.encode(), n, len(body)) + body)
+        st, hs, b, _ = read_response(s)
+        expect(st == 202, st)
+        return int(b)
+
+
+def held_subscribers(srv):
+    with srv.connect() as s:
+        s.sendall(b"GET /held/stats HTTP/1.1\r\nHost: x\r\n\r\n")
+        return int(read_response(s)[2])
+
+
+class RawWebSocket:
+    """A WebSocket client on a plain socket with a small receive buffer, so that not reading soon fills the
+    server's side: nothing is read unless the test asks."""
+
+    def __init__(self, srv, path):
+        self.sock = socket.socket()
+        self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+        self.sock.settimeout(10)
+        self.sock.connect((srv.host, srv.port))
+        key = base64.b64encode(os.urandom(16))
+        self.sock.sendall(b"GET %s HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
+                          b"Sec-WebSocket-Key: %s\r\nSec-WebSocket-Version: 13\r\n\r\n" % (path.encode(), key))
+        self.buf = b""
+        while b"\r\n\r\n" not in self.buf:
+            chunk = self.sock.recv(4096)
+            expect(chunk, "closed during the handshake")
+            self.buf += chunk
+        head, self.buf = self.buf.split(b"\r\n\r\n", 1)
+        expect(head.startswith(b"HTTP/1.1 101"), head)
+
+    def _need(self, n):
+        while len(self.buf) < n:
+            chunk = self.sock.recv(1 << 16)
+            expect(chunk, "the server closed the connection")
+            self.buf += chunk
+
+    def recv(self):
+        """The next message's opcode and payload."""
+        self._need(2)
+        n, off = self.buf[1] & 0x7F, 2
+        if n == 126:
+            self._need(4)
+            n, off = struct.unpack("!H", self.buf[2:4])[0], 4
+        elif n == 127:
+            self._need(10)
+            n, off = struct.unpack("!Q", self.buf[2:10])[0], 10
+        self._need(off + n)
+        opcode, payload = self.buf[0] & 0x0F, self.buf[off:off + n]
+        self.buf = self.buf[off + n:]
+        return opcode, payload
+
+    def send_text(self, text):
+        data = text.encode()
+        mask = os.urandom(4)
+        head = struct.pack("!BB", 0x81, 0x80 | len(data)) if len(data) < 126 else \
+            struct.pack("!BBH", 0x81, 0x80 | 126, len(data))
+        self.sock.sendall(head + mask + bytes(b ^ mask[i % 4] for i, b in enumerate(data)))
+
+
+def drop_oldest_for_a_client_that_stops_reading(srv):
+    ws = RawWebSocket(srv, "/held/ws?topics=h")
+    expect(ws.recv() == (1, b"ready"), "the session joined")
+    expect(held_subscribers(srv) == 1, "one held subscriber")
+    # 2,000 events of 4 KB while the client reads nothing: far more than the socket buffers, the session's 64 KiB
+    # send queue and the 64 KiB held back.
+    filler = "x" * 4000
+    first = held_post(srv, "h", filler, 1)
+    for _ in range(9):
+        held_post(srv, "h", filler, 200)
+    last = held_post(srv, "h", filler, 199)
+    time.sleep(0.3)
+    expect(held_subscribers(srv) == 1, "the slow client is still subscribed")
+    got = []
+    while not got or got[-1] < last:
+        opcode, payload = ws.recv()
+        expect(opcode == 1, f"a text message, not opcode {opcode}")
+        got.append(int(payload.split(b" ", 1)[0]))
+    expect(got == sorted(set(got)), "in order, each once")
+    expect(got[0] == first, f"the first events went out before the queue filled: {got[:3]}")
+    expect(got[-1] == last, "the newest event arrived")
+    expect(len(got) < last - first + 1, "events were dropped")
+    # What was held back is always the newest events: the last gap is followed by at least what 64 KiB holds
+    # of 4 KB events, up to the newest.
+    gaps = [i for i in range(1, len(got)) if got[i] != got[i - 1] + 1]
+    expect(gaps and len(got) - gaps[-1] >= 10, f"the newest events after the last gap: {got[gaps[-1]:]}")
+    # The connection is kept: it still answers.
+    ws.send_text("still here")
+    expect(ws.recv() == (1, b"echo still here"), "the session still answers")
+    ws.sock.close()
+    deadline = time.monotonic() + 10
+    while held_subscribers(srv) != 0 and time.monotonic() < deadline:
+        time.sleep(0.05)
+    expect(held_subscribers(srv) == 0, "the client left")
+
+
 with Server("topics_test_server", "--threads", "4") as srv:
     R.check(f"{SSE_SUBSCRIBERS} SSE and {WS_SUBSCRIBERS} WebSocket subscribers on 4 threads each get all {TOTAL} "
             "events from 4 concurrent publishers, once, in one order", lambda: asyncio.run(fan_out(srv)))
@@ -200,6 +305,9 @@ with Server("topics_test_server", "--threads", "4") as srv:
             lambda: resume_too_old(srv))
     R.check("a Last-Event-ID this server never gave gets a reset event, then live events",
             lambda: resume_unknown_id(srv))
+    R.check("drop_oldest: a WebSocket client that stops reading keeps its connection, loses the oldest held "
+            "events and gets the newest once it reads again",
+            lambda: drop_oldest_for_a_client_that_stops_reading(srv))
     R.check("the server exits 0", lambda: expect(srv.stop() == 0, "exit status"))
 
 R.finish()

@@ -15,6 +15,7 @@
 #include <asio/read.hpp>
 #include <asio/write.hpp>
 
+#include <algorithm>
 #include <atomic>
 #include <chrono>
 #include <memory>
@@ -377,8 +378,10 @@ TEST_CASE("a subscriber that stops reading hits its byte bound: disconnect close
     }
 }
 
-TEST_CASE("a WebSocket subscriber whose send queue is full is closed with 1008, or misses the event") {
-    for (auto policy : {weir::websocket_full_queue_policy::close_session, weir::websocket_full_queue_policy::drop_message}) {
+TEST_CASE("a WebSocket subscriber whose send queue is full is closed with 1008, or misses the event, or misses "
+          "the oldest held events") {
+    for (auto policy : {weir::websocket_subscriber_policy::close_session, weir::websocket_subscriber_policy::drop_message,
+                        weir::websocket_subscriber_policy::drop_oldest}) {
         asio::io_context io;
         weir::topics t(weir::topics_options{.websocket_on_full = policy});
         weir::websocket_options o;
@@ -394,10 +397,48 @@ TEST_CASE("a WebSocket subscriber whose send queue is full is closed with 1008, 
             io.run_for(1ms);
         }
         run_until(io, [&] { return t.subscriber_count() == 0; }, 1s);
-        if (policy == weir::websocket_full_queue_policy::close_session) CHECK(t.subscriber_count() == 0);
+        if (policy == weir::websocket_subscriber_policy::close_session) CHECK(t.subscriber_count() == 0);
         else CHECK(t.subscriber_count() == 1);
         end_sessions(io, t, {&ws});
     }
+}
+
+TEST_CASE("drop_oldest: a WebSocket subscriber that stops reading keeps its session, loses the oldest held "
+          "events and gets the newest once it reads again") {
+    asio::io_context io;
+    weir::topics t(weir::topics_options{.websocket_on_full = weir::websocket_subscriber_policy::drop_oldest,
+                                        .websocket_backlog_bytes = 64 * 1024});
+    weir::websocket_options o;
+    o.send_queue_bytes = 64 * 1024;
+    auto ws = open_ws(io, member_of(t, {"a"}), o);
+    run_until(io, [&] { return t.subscriber_count() == 1; });
+    // 2,000 events of 4 KB in one delivery pass: the send queue takes 64 KiB, the backlog keeps the newest
+    // 64 KiB, the rest is dropped. The client reads nothing until all of it has been handed out.
+    constexpr int total = 2000;
+    for (int i = 0; i < total; ++i) t.publish("a", std::to_string(i) + " " + std::string(4000, 'x'));
+    run_until(io, [] { return false; }, 200ms);
+    CHECK(t.subscriber_count() == 1);
+    auto pump = [&] { io.restart(); io.run_for(1ms); };
+    ws.read_for(3000ms, pump); // the held events are offered as the session's queue drains
+    REQUIRE(!ws.messages.empty());
+    std::vector<int> got;
+    for (auto& m : ws.messages) got.push_back(std::stoi(m.substr(0, m.find(' '))));
+    CHECK(got.front() == 0);          // what reached the send queue before it filled went out
+    CHECK(got.back() == total - 1);   // the newest arrived
+    CHECK(got.size() < std::size_t(total));
+    std::size_t gaps = 0;
+    for (std::size_t i = 1; i < got.size(); ++i) {
+        CHECK(got[i] > got[i - 1]);
+        if (got[i] != got[i - 1] + 1) ++gaps;
+    }
+    CHECK(gaps == 1); // the oldest held events, and only they, were dropped
+    // What the backlog held came after the gap (events of 4 KB, 64 KiB held).
+    std::size_t after_gap = got.end() - std::adjacent_find(got.begin(), got.end(), [](int a, int b) { return b != a + 1; }) - 1;
+    CHECK(after_gap >= 10);
+    CHECK(after_gap <= 20);
+    CHECK(!ws.closed);
+    CHECK(t.subscriber_count() == 1);
+    end_sessions(io, t, {&ws});
 }
 
 TEST_CASE("publishers on four threads reach SSE and WebSocket subscribers on four loops: every event once, in "

@@ -25,7 +25,9 @@ namespace weir::detail {
 class sse_topic_subscription final : public sse_attachment, public topic_subscriber {
 public:
     sse_topic_subscription(std::shared_ptr<topic_fanout> fanout, sse_channel& channel)
-        : fanout_(std::move(fanout)), channel_(channel) {}
+        : fanout_(std::move(fanout)), channel_(channel) {
+        hot_ = &channel;
+    }
     sse_topic_subscription(const sse_topic_subscription&) = delete;
     sse_topic_subscription& operator=(const sse_topic_subscription&) = delete;
     ~sse_topic_subscription() override { fanout_->remove_all(*this); }

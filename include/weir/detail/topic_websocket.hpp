@@ -1,0 +1,113 @@
+#pragma once
+
+// A WebSocket session's side of its topics. The session's send queue is its queue: an event is queued there
+// directly (the delivery pass runs on the session's loop), and the session writes a pass's events in one
+// gathering write. When that queue is full, the topics' policy decides: close the session, drop the event, or
+// (drop_oldest) hold events back here, in a byte-bounded backlog that drops its oldest events to make room, and
+// hand them to the session as its queue drains. The backlog belongs to the subscriber, not to the session, so
+// the session's own messages, pings and close are never dropped.
+
+#include <weir/topics/backend.hpp>
+#include <weir/topics/options.hpp>
+#include <weir/websocket/connection.hpp>
+#include <weir/detail/event_loop.hpp>
+#include <weir/detail/topic_fanout.hpp>
+
+#include <asio/io_context.hpp>
+#include <asio/query.hpp>
+
+#include <chrono>
+#include <cstddef>
+#include <memory>
+#include <string>
+#include <utility>
+#include <vector>
+
+namespace weir::detail {
+
+class websocket_topic_subscriber final : public topic_subscriber {
+public:
+    // How often a backlog is offered to the session while the session's queue stays full (and no new event
+    // comes, which offers it too). Only a subscriber with a backlog is polled.
+    static constexpr std::chrono::milliseconds backlog_retry{20};
+
+    websocket_topic_subscriber(websocket_connection& session, websocket_subscriber_policy on_full,
+                               std::size_t backlog_bytes)
+        : session_(&session), on_full_(on_full), backlog_limit_(backlog_bytes), retry_(&on_retry, this) {
+        hot_ = &session;
+    }
+    websocket_topic_subscriber(const websocket_topic_subscriber&) = delete;
+    websocket_topic_subscriber& operator=(const websocket_topic_subscriber&) = delete;
+    ~websocket_topic_subscriber() override = default; // the retry deadline leaves the loop's sweep
+
+    void queue(const topic_event& e) override {
+        if (closing_ || !session_->is_open()) return;
+        if (backlog_events() > 0) offer_backlog(); // what waits goes first, in order
+        if (backlog_events() == 0 && session_->try_send(websocket_payload(e.websocket))) return;
+        switch (on_full_) {
+        case websocket_subscriber_policy::drop_message: return;
+        case websocket_subscriber_policy::close_session:
+            closing_ = true;
+            session_->sender()->close(close_code::policy_violation, "send queue full");
+            return;
+        case websocket_subscriber_policy::drop_oldest: hold(e.websocket); return;
+        }
+    }
+    void flush() override {} // the session's own flush is scheduled by try_send
+
+    // Events held back now, and their bytes (for tests).
+    std::size_t backlog_events() const noexcept { return backlog_.size() - head_; }
+    std::size_t backlog_bytes() const noexcept { return backlog_bytes_; }
+
+private:
+    using bytes = std::shared_ptr<const std::string>;
+
+    // drop_oldest: the event waits here; past the byte bound the oldest waiting ones go (the newest stays).
+    void hold(bytes payload) {
+        backlog_bytes_ += payload->size();
+        backlog_.push_back(std::move(payload));
+        while (backlog_events() > 1 && backlog_bytes_ > backlog_limit_) pop_front();
+        if (!retry_.armed()) retry_.arm(sweep(), backlog_retry);
+    }
+
+    // Hands the session as much of the backlog as its queue takes now; polls again while something is left.
+    void offer_backlog() {
+        if (!session_->is_open()) head_ = backlog_.size();
+        while (head_ < backlog_.size() && session_->try_send(websocket_payload(backlog_[head_]))) pop_front();
+        if (head_ == backlog_.size()) {
+            std::vector<bytes>().swap(backlog_); // a subscriber that caught up keeps no memory of its backlog
+            head_ = 0;
+            backlog_bytes_ = 0;
+            retry_.cancel();
+        } else if (!retry_.armed()) {
+            retry_.arm(sweep(), backlog_retry);
+        }
+    }
+
+    void pop_front() {
+        backlog_bytes_ -= backlog_[head_]->size();
+        backlog_[head_++].reset();
+        if (head_ >= 32 && head_ * 2 >= backlog_.size()) {
+            backlog_.erase(backlog_.begin(), backlog_.begin() + static_cast<std::ptrdiff_t>(head_));
+            head_ = 0;
+        }
+    }
+
+    static void on_retry(void* context) { static_cast<websocket_topic_subscriber*>(context)->offer_backlog(); }
+
+    deadline_sweep& sweep() {
+        auto& io = static_cast<asio::io_context&>(asio::query(session_->get_executor(), asio::execution::context));
+        return event_loop::of(io).deadlines();
+    }
+
+    websocket_connection* session_;
+    websocket_subscriber_policy on_full_;
+    std::size_t backlog_limit_;
+    std::vector<bytes> backlog_; // [head_, end) waits, oldest first
+    std::size_t head_ = 0;
+    std::size_t backlog_bytes_ = 0;
+    deadline retry_; // armed while the backlog is not empty
+    bool closing_ = false;
+};
+
+} // namespace weir::detail
