@@ -93,6 +93,7 @@ constexpr std::size_t max_message = 64 * 1024;
 } // namespace
 
 int main(int argc, char** argv) {
+    weir::raise_open_file_limit(); // every subscriber holds a connection
     weir::server_options options;
     options.port = 8080;
     std::vector<std::string> origins;
