@@ -6,6 +6,9 @@
 
 #include <asio/awaitable.hpp>
 #include <asio/ip/tcp.hpp>
+#include <asio/redirect_error.hpp>
+#include <asio/steady_timer.hpp>
+#include <asio/use_awaitable.hpp>
 
 #include <chrono>
 #include <concepts>
@@ -14,6 +17,7 @@
 #include <functional>
 #include <string>
 #include <string_view>
+#include <utility>
 
 namespace weir {
 
@@ -96,5 +100,27 @@ template <class P>
 concept callback_protocol = protocol<P> && requires(P& p, upgraded_connection& c, upgrade_done d) {
     p.start(c, std::move(d));
 };
+
+namespace detail {
+
+// A callback protocol's `run`: starts the session and waits until it has ended; rethrows what ended it.
+template <class P>
+asio::awaitable<void> run_started_session(P& protocol, upgraded_connection& connection) {
+    asio::steady_timer ended(connection.transport().get_executor(), asio::steady_timer::time_point::max());
+    std::exception_ptr error;
+    bool over = false;
+    protocol.start(connection, [&](std::exception_ptr e) {
+        error = std::move(e);
+        over = true;
+        ended.cancel();
+    });
+    while (!over) {
+        asio::error_code ec;
+        co_await ended.async_wait(asio::redirect_error(asio::use_awaitable, ec));
+    }
+    if (error) std::rethrow_exception(error);
+}
+
+} // namespace detail
 
 } // namespace weir

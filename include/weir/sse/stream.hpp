@@ -422,19 +422,7 @@ public:
 
     // The same session as a coroutine: waits until start()'s session has ended.
     asio::awaitable<void> run(upgraded_connection& connection) {
-        asio::steady_timer ended(connection.transport().get_executor(), asio::steady_timer::time_point::max());
-        std::exception_ptr error;
-        bool over = false;
-        start(connection, [&](std::exception_ptr e) {
-            error = std::move(e);
-            over = true;
-            ended.cancel();
-        });
-        while (!over) {
-            asio::error_code ec;
-            co_await ended.async_wait(asio::redirect_error(asio::use_awaitable, ec));
-        }
-        if (error) std::rethrow_exception(error);
+        return detail::run_started_session(*this, connection);
     }
 
     const std::string& last_event_id() const noexcept { return last_event_id_; }

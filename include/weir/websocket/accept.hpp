@@ -7,9 +7,6 @@
 #include <weir/websocket/options.hpp>
 
 #include <asio/awaitable.hpp>
-#include <asio/redirect_error.hpp>
-#include <asio/steady_timer.hpp>
-#include <asio/use_awaitable.hpp>
 
 #include <exception>
 #include <functional>
@@ -84,19 +81,7 @@ public:
     /// The same session as a coroutine: waits until start()'s session has ended, and rethrows what its handler
     /// threw.
     asio::awaitable<void> run(upgraded_connection& connection) {
-        asio::steady_timer ended(connection.transport().get_executor(), asio::steady_timer::time_point::max());
-        std::exception_ptr error;
-        bool over = false;
-        start(connection, [&](std::exception_ptr e) {
-            error = std::move(e);
-            over = true;
-            ended.cancel();
-        });
-        while (!over) {
-            asio::error_code ec;
-            co_await ended.async_wait(asio::redirect_error(asio::use_awaitable, ec));
-        }
-        if (error) std::rethrow_exception(error);
+        return detail::run_started_session(*this, connection);
     }
 
     /// The subprotocol the handshake chose, or "".
