@@ -11,6 +11,7 @@
 
 #include <asio/execution_context.hpp>
 #include <asio/io_context.hpp>
+#include <asio/query.hpp>
 #include <asio/steady_timer.hpp>
 
 #include <chrono>
@@ -175,6 +176,12 @@ inline void deadline::arm(deadline_sweep& sweep, std::chrono::milliseconds after
 
 inline void deadline::cancel() noexcept {
     if (list_) list_->owner->cancel(*this);
+}
+
+// The io_context an executor of it runs on.
+template <class Executor>
+asio::io_context& io_context_of(const Executor& ex) {
+    return static_cast<asio::io_context&>(asio::query(ex, asio::execution::context));
 }
 
 /// Everything an event loop shares among its connections; one per io_context (an Asio service).

@@ -13,8 +13,6 @@
 #include <weir/detail/event_loop.hpp>
 #include <weir/detail/topic_fanout.hpp>
 
-#include <asio/io_context.hpp>
-#include <asio/query.hpp>
 
 #include <chrono>
 #include <cstddef>
@@ -95,10 +93,7 @@ private:
 
     static void on_retry(void* context) { static_cast<websocket_topic_subscriber*>(context)->offer_backlog(); }
 
-    deadline_sweep& sweep() {
-        auto& io = static_cast<asio::io_context&>(asio::query(session_->get_executor(), asio::execution::context));
-        return event_loop::of(io).deadlines();
-    }
+    deadline_sweep& sweep() { return event_loop::of(io_context_of(session_->get_executor())).deadlines(); }
 
     websocket_connection* session_;
     websocket_subscriber_policy on_full_;

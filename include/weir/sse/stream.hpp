@@ -62,10 +62,6 @@ class sse;
 
 namespace detail {
 
-inline asio::io_context& io_context_of(const asio::any_io_executor& ex) {
-    return static_cast<asio::io_context&>(asio::query(ex, asio::execution::context));
-}
-
 class sse_channel;
 
 // Something a channel owns and tells when its queue has drained some (a hub's subscription, which replays

@@ -155,9 +155,7 @@ public:
                          std::string leftover = {})
         : stream_(transport), executor_(stream_.get_executor()), options_(std::move(options)),
           subprotocol_(std::move(subprotocol)), reader_(options_.max_message_size),
-          loop_(detail::event_loop::of(
-              static_cast<asio::io_context&>(asio::query(executor_, asio::execution::context)))),
-          sweep_(loop_.deadlines()) {
+          loop_(detail::event_loop::of(detail::io_context_of(executor_))) {
         in_ = std::move(leftover);
     }
 
@@ -476,7 +474,7 @@ private:
         ended_ = true;
         finish();
         if (!handler_running_) return complete();
-        grace_deadline_.arm(sweep_, options_.close_timeout);
+        grace_deadline_.arm(loop_.deadlines(), options_.close_timeout);
     }
 
     void complete() {
@@ -496,8 +494,8 @@ private:
     // close deadline counts).
     void heard() {
         if (close_queued_ || finished_) return;
-        if (options_.idle_timeout.count() > 0) idle_deadline_.arm(sweep_, options_.idle_timeout);
-        if (options_.ping_interval.count() > 0) ping_deadline_.arm(sweep_, options_.ping_interval);
+        if (options_.idle_timeout.count() > 0) idle_deadline_.arm(loop_.deadlines(), options_.idle_timeout);
+        if (options_.ping_interval.count() > 0) ping_deadline_.arm(loop_.deadlines(), options_.ping_interval);
     }
 
     void on_event(const detail::ws_event& event) {
@@ -591,7 +589,7 @@ private:
         outbox_.push_back({detail::ws_close, std::move(payload)});
         idle_deadline_.cancel();
         ping_deadline_.cancel();
-        close_deadline_.arm(sweep_, options_.close_timeout);
+        close_deadline_.arm(loop_.deadlines(), options_.close_timeout);
         room_.notify_all(); // waiting senders give up: the session is closing
         schedule_flush();
         resume_reading(); // a reader paused by a full inbox reads on, to see the peer's close
@@ -715,7 +713,7 @@ private:
             consume(n);
             write_left_ = batch_bytes_ - n;
             writing_ = true;
-            if (options_.idle_timeout.count() > 0) write_deadline_.arm(sweep_, options_.idle_timeout);
+            if (options_.idle_timeout.count() > 0) write_deadline_.arm(loop_.deadlines(), options_.idle_timeout);
             wait_writable();
             return;
         }
@@ -878,7 +876,7 @@ private:
                                    [](const outgoing& o) { return o.opcode == detail::ws_ping; });
         if (!waiting) control_.push_back({detail::ws_ping, std::string()});
         schedule_flush();
-        ping_deadline_.arm(sweep_, options_.ping_interval);
+        ping_deadline_.arm(loop_.deadlines(), options_.ping_interval);
     }
 
     // The closing handshake took too long.
@@ -936,8 +934,7 @@ private:
     detail::ws_notifier readable_; // the handler's read() and close()
     detail::ws_notifier room_;     // the handler's send()
     asio::cancellation_signal handler_cancel_;
-    detail::event_loop& loop_; // its receive buffer and deadline sweep
-    detail::deadline_sweep& sweep_;
+    detail::event_loop& loop_; // its receive buffer and deadline sweep (deadlines())
     detail::deadline idle_deadline_{&on_deadline<&websocket_connection::idle_expired>, this};
     detail::deadline ping_deadline_{&on_deadline<&websocket_connection::ping_due>, this};
     detail::deadline close_deadline_{&on_deadline<&websocket_connection::close_expired>, this};
