@@ -2,7 +2,7 @@
 // connections (for memory per connection). Loopback only; every mode ends by itself.
 //
 //   weir_load sse  PORT SUBSCRIBERS EVENTS      deliveries per second to SUBSCRIBERS over /events (chat)
-//   weir_load ws   PORT CONNECTIONS MESSAGES    echo round trips per second and p99 latency over /echo
+//   weir_load ws   PORT CONNECTIONS MESSAGES [PATH]  echo round trips per second and p99 latency (PATH: /echo)
 //   weir_load idle PORT COUNT http|sse|ws       opens COUNT idle connections, prints "ready", waits for stdin
 
 #include <asio.hpp>
@@ -24,9 +24,13 @@ namespace {
 
 tcp::endpoint target(unsigned short port) { return {asio::ip::make_address("127.0.0.1"), port}; }
 
-const std::string ws_handshake =
-    "GET /echo HTTP/1.1\r\nHost: localhost\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
-    "Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n";
+std::string ws_handshake_for(const std::string& path) {
+    return "GET " + path +
+           " HTTP/1.1\r\nHost: localhost\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
+           "Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n";
+}
+
+const std::string ws_handshake = ws_handshake_for("/echo");
 
 std::string masked_text_frame(const std::string& payload) {
     std::string f;
@@ -121,7 +125,8 @@ int sse_mode(unsigned short port, int subscribers, int events) {
     return 0;
 }
 
-int ws_mode(unsigned short port, int connections, int messages) {
+int ws_mode(unsigned short port, int connections, int messages, const std::string& path) {
+    const std::string handshake = ws_handshake_for(path);
     asio::io_context io{1};
     std::vector<double> latencies;
     latencies.reserve(static_cast<std::size_t>(connections) * messages);
@@ -132,7 +137,7 @@ int ws_mode(unsigned short port, int connections, int messages) {
             tcp::socket s(io);
             co_await s.async_connect(target(port), asio::use_awaitable);
             s.set_option(tcp::no_delay(true));
-            co_await asio::async_write(s, asio::buffer(ws_handshake), asio::use_awaitable);
+            co_await asio::async_write(s, asio::buffer(handshake), asio::use_awaitable);
             std::string rest;
             co_await read_head(s, rest);
             auto frame = masked_text_frame("Hello, WebSocket echo benchmark!");
@@ -202,7 +207,7 @@ int main(int argc, char** argv) {
     auto port = static_cast<unsigned short>(std::stoi(argv[2]));
     int n = std::stoi(argv[3]);
     if (mode == "sse") return sse_mode(port, n, std::stoi(argv[4]));
-    if (mode == "ws") return ws_mode(port, n, std::stoi(argv[4]));
+    if (mode == "ws") return ws_mode(port, n, std::stoi(argv[4]), argc > 5 ? argv[5] : "/echo");
     if (mode == "idle") return idle_mode(port, n, argv[4]);
     return 2;
 }
