@@ -379,6 +379,12 @@ private:
             paused_ = true;
             return;
         }
+        // The last read did not fill its buffer, so the socket is most likely empty: wait instead of asking the
+        // kernel once more to hear "would block" (the wait still completes at once if bytes came meanwhile).
+        if (drained_) {
+            drained_ = false;
+            return wait_readable();
+        }
         if (busy()) return;
         asio::error_code ec;
         if (reader_.direct_payload_left() >= direct_threshold) {
@@ -392,6 +398,7 @@ private:
             again_ = true;
             if (ec) return peer_gone();
             heard();
+            drained_ = n < room;
             direct_window_ = std::clamp(n * 2, direct_threshold * 4, direct_limit);
             if (event.kind != detail::ws_event::none) on_event(event);
             return;
@@ -402,6 +409,7 @@ private:
         again_ = true;
         if (ec) return peer_gone();
         heard();
+        drained_ = n < buffer.size();
         std::size_t used = dispatch(buffer.data(), n);
         // The loop's buffer is the next reader's: keep what the inbox had no room for.
         if (used < n && reading_frames_ && !aborted_) in_.assign(buffer.data() + used, n - used);
@@ -960,6 +968,7 @@ private:
     bool ended_ = false;         // nothing more is read or written; the handler may still run
     bool completed_ = false;     // done_ was called
     bool advancing_ = false, again_ = false;
+    bool drained_ = false; // the last read found fewer bytes than it had room for
 };
 
 inline bool websocket_sender::post(std::uint8_t opcode, websocket_payload payload) {
