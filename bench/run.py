@@ -13,7 +13,9 @@ section of docs/benchmarks.md, leaving the rest of the page as it is.
 
 `--only topics` measures pub/sub fan-out: the server's CPU time (utime+stime) per delivery from the first
 publish to the last delivery, one server thread, 32-byte payloads, one publish at a time and bursts of 10
-back-to-back publishes, 1,000 and 10,000 subscribers, SSE and WebSocket. With `--topics-baseline REF` the same
+back-to-back publishes, 1,000 and 10,000 subscribers, SSE and WebSocket. Beside weir runs the floor,
+bench/baseline/raw_fanout.cpp: the same sends (one per subscriber per pass) from a raw epoll loop with next to
+no user-space work, which is what the kernel alone costs on this machine. With `--topics-baseline REF` the same
 server built against the headers of git commit REF runs side by side: its topics, or for a commit from before
 topics the SSE hub and a hand-written send_shared broadcast. It prints a table and writes build-bench/topics.json.
 
@@ -73,7 +75,8 @@ def parse_args():
 
 
 ARGS = None
-BUILD_TARGETS = {"idle-scale": ["weir_streams", "weir_idle"], "topics": ["weir_topics_server", "weir_topics_client"]}
+BUILD_TARGETS = {"idle-scale": ["weir_streams", "weir_idle"], "topics": ["weir_topics_server", "weir_topics_client",
+                                                                         "raw_fanout"]}
 
 
 def sh(cmd, **kw):
@@ -741,6 +744,9 @@ def topics_cell(server, kind, subscribers, burst):
 def run_topics():
     raise_nofile()
     servers = [("weir topics", bench_exe("weir_topics_server"))]
+    if os.path.exists(bench_exe("raw_fanout")):
+        # The kernel's share: the same sends from a raw epoll loop with next to no user-space work.
+        servers.append(("floor (raw epoll)", bench_exe("raw_fanout")))
     if ARGS.topics_baseline:
         label = "topics at" if has_topics(ARGS.topics_baseline) else "before topics"
         servers.append((f"{label} {ARGS.topics_baseline}", topics_baseline_server(ARGS.topics_baseline)))
