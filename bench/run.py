@@ -14,7 +14,7 @@ section of docs/benchmarks.md, leaving the rest of the page as it is.
 `--only topics` measures pub/sub fan-out: the server's CPU time (utime+stime) per delivery from the first
 publish to the last delivery, one server thread, 32-byte payloads, one publish at a time and bursts of 10
 back-to-back publishes, 1,000 and 10,000 subscribers, SSE and WebSocket. Beside weir runs the floor,
-bench/baseline/raw_fanout.cpp: the same sends (one per subscriber per pass) from a raw epoll loop with next to
+bench/baseline/raw_floor.cpp: the same sends (one per subscriber per pass) from a raw epoll loop with next to
 no user-space work, which is what the kernel alone costs on this machine. With `--topics-baseline REF` the same
 server built against the headers of git commit REF runs side by side: its topics, or for a commit from before
 topics the SSE hub and a hand-written send_shared broadcast. It prints a table and writes build-bench/topics.json.
@@ -76,7 +76,7 @@ def parse_args():
 
 ARGS = None
 BUILD_TARGETS = {"idle-scale": ["weir_streams", "weir_idle"], "topics": ["weir_topics_server", "weir_topics_client",
-                                                                         "raw_fanout"]}
+                                                                         "raw_floor"]}
 
 
 def sh(cmd, **kw):
@@ -296,6 +296,8 @@ def websocket_echo(load):
                 "/echo-callbacks")]
     if os.path.exists(bench_exe("beast_websocket")):
         servers.append((BEAST, lambda p: [bench_exe("beast_websocket"), str(p)], "/echo"))
+    if os.path.exists(bench_exe("raw_floor")):
+        servers.append(("floor (raw epoll)", lambda p: [bench_exe("raw_floor"), "--port", str(p)], "/echo"))
     results = {name: [] for name, _, _ in servers}
     for round_ in range(1 if ARGS.quick else ARGS.rounds):
         for name, cmd, path in servers:
@@ -744,9 +746,9 @@ def topics_cell(server, kind, subscribers, burst):
 def run_topics():
     raise_nofile()
     servers = [("weir topics", bench_exe("weir_topics_server"))]
-    if os.path.exists(bench_exe("raw_fanout")):
+    if os.path.exists(bench_exe("raw_floor")):
         # The kernel's share: the same sends from a raw epoll loop with next to no user-space work.
-        servers.append(("floor (raw epoll)", bench_exe("raw_fanout")))
+        servers.append(("floor (raw epoll)", bench_exe("raw_floor")))
     if ARGS.topics_baseline:
         label = "topics at" if has_topics(ARGS.topics_baseline) else "before topics"
         servers.append((f"{label} {ARGS.topics_baseline}", topics_baseline_server(ARGS.topics_baseline)))
@@ -969,7 +971,8 @@ def write_report(plain, names, micro_out, stream_rows, mem, comp, started, elaps
           "connection; deliveries/s counts every event reaching every subscriber, from the first POST to the last",
           "delivery (the server's CPU here includes accepting the subscribers). WebSocket: each connection sends a",
           "32-byte text message and waits for its echo, 64 at once; weir's two rows and Boost.Beast's",
-          "(`bench/peers/beast_websocket.cpp`) run interleaved, best of the rounds. #14's target for the server's CPU",
+          "(`bench/peers/beast_websocket.cpp`) and the floor (`bench/baseline/raw_floor.cpp`: a raw epoll loop that",
+          "echoes each read's frames in one send, what the kernel alone costs) run interleaved, best of the rounds. #14's target for the server's CPU",
           "per echoed message is uWebSockets' 6.5 µs measured on this kind of machine (uWebSockets is not packaged",
           "in Debian, so it is not in this run).", ""]
 

@@ -1,11 +1,14 @@
-// The floor for the topics benchmark: what the kernel costs for the same fan-out with next to no user-space
-// work. One thread, raw epoll, no library: the same routes as bench/topics_server.cpp (GET /events, GET /ws,
-// POST /publish, GET /stats), the same delivery pattern as weir's topics (every publish read in one pass is
-// queued to every subscriber, then one send() per subscriber carries all of them). Not a server: it trusts its
-// client (bench/topics_client.cpp), answers the WebSocket handshake only for the RFC 6455 sample key that
-// client sends, never reads from subscribers and assumes a send never blocks.
+// The floor for the topics and WebSocket echo benchmarks: what the kernel costs for the same work with next to
+// no user-space work. One thread, raw epoll, no library.
+// - Topics: the same routes as bench/topics_server.cpp (GET /events, GET /ws, POST /publish, GET /stats), the
+//   same delivery pattern as weir's topics (every publish read in one pass is queued to every subscriber, then
+//   one send() per subscriber carries all of them).
+// - Echo: GET /echo upgrades to WebSocket; each read's complete frames (small, masked) go back unmasked in one
+//   send(), as bench/load_client.cpp's `ws` mode expects.
+// Not a server: it trusts its clients, answers the WebSocket handshake only for the RFC 6455 sample key they
+// send, handles only frames under 126 bytes and assumes a send never blocks.
 //
-//   raw_fanout --port N
+//   raw_floor --port N
 
 #include <arpa/inet.h>
 #include <netinet/in.h>
@@ -29,6 +32,7 @@ struct client {
     std::string in;
     bool subscriber = false;
     bool websocket = false;
+    bool echo = false;
     std::string out; // events queued in this pass
 };
 
@@ -106,6 +110,20 @@ int main(int argc, char** argv) {
             }
             c.in.append(buf, static_cast<std::size_t>(got));
             std::string answers;
+            if (c.echo) {
+                std::size_t at = 0;
+                while (c.in.size() - at >= 6 && c.in.size() - at >= 6 + (c.in[at + 1] & 0x7f)) {
+                    std::size_t len = c.in[at + 1] & 0x7f;
+                    const char* mask = c.in.data() + at + 2;
+                    answers += c.in[at];
+                    answers += char(len);
+                    for (std::size_t i = 0; i < len; ++i) answers += char(c.in[at + 6 + i] ^ mask[i % 4]);
+                    at += 6 + len;
+                }
+                c.in.erase(0, at);
+                if (!answers.empty()) send_all(fd, answers);
+                continue;
+            }
             for (;;) {
                 auto head_end = c.in.find("\r\n\r\n");
                 if (head_end == std::string::npos) break;
@@ -132,12 +150,19 @@ int main(int argc, char** argv) {
                     c.subscriber = true;
                     subscribers.push_back(fd);
                     answers += "HTTP/1.1 200 OK\r\nContent-Type: text/event-stream\r\nCache-Control: no-store\r\n\r\n";
-                } else if (head.starts_with("GET /ws ") &&
+                } else if ((head.starts_with("GET /ws ") || head.starts_with("GET /echo ")) &&
                            head.find("Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==") != std::string_view::npos) {
-                    c.subscriber = c.websocket = true;
-                    subscribers.push_back(fd);
+                    if (head.starts_with("GET /ws ")) {
+                        c.subscriber = c.websocket = true;
+                        subscribers.push_back(fd);
+                    } else {
+                        c.echo = true;
+                    }
                     answers += "HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
                                "Sec-WebSocket-Accept: s3pPLMBiTxaQ9kYGzzhZRbK+xOo=\r\n\r\n";
+                    c.in.erase(0, head_end + 4);
+                    if (c.echo) break; // its frames come after the 101 and are read on the next pass
+                    continue;
                 } else {
                     answers += "HTTP/1.1 404 Not Found\r\nContent-Length: 0\r\n\r\n";
                 }
