@@ -87,8 +87,8 @@ struct sse_producer_state {
 // at once with a non-blocking gathering write, and the channel waits for writability only while the socket is
 // full. The queue is bounded in events and in bytes; its storage is freed whenever it drains. Heartbeats and
 // the write deadline are one intrusive entry in the loop's deadline sweep, not a timer per stream. The options
-// are shared with every stream of the same hub or topics object. Once the stream has ended (detach()), every
-// call is a no-op that never touches the socket.
+// are shared with every stream of the same hub or topics object. Once the session is over (finish_session()),
+// every call is a no-op that never touches the socket.
 class sse_channel : public std::enable_shared_from_this<sse_channel> {
 public:
     using bytes = std::shared_ptr<const std::string>;
