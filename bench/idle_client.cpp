@@ -50,6 +50,13 @@ struct connection {
     std::uint8_t carried = 0;
 };
 
+// IP_BIND_ADDRESS_NO_PORT (Linux 4.2), which glibc's <netinet/in.h> does not always name.
+#ifdef IP_BIND_ADDRESS_NO_PORT
+constexpr int bind_address_no_port = IP_BIND_ADDRESS_NO_PORT;
+#else
+constexpr int bind_address_no_port = 24;
+#endif
+
 constexpr std::string_view event_marker = "event: message\n";
 static_assert(event_marker.size() < sizeof(connection::carry));
 
@@ -104,6 +111,11 @@ struct client {
             }
             c.state = phase::connecting;
             ++in_flight;
+            // The port is picked at connect(), for the whole address pair: a bind() that picks it must find
+            // one no socket on the source address holds, TIME_WAIT ones of earlier runs included, and slows to
+            // a crawl (tens of milliseconds a connection) once most are held.
+            int no_port = 1;
+            ::setsockopt(c.fd, IPPROTO_IP, bind_address_no_port, &no_port, sizeof no_port);
             if (::bind(c.fd, reinterpret_cast<const sockaddr*>(&source), sizeof source) != 0) {
                 fail(c, errno);
                 continue;

@@ -358,7 +358,9 @@ IDLE_TARGETS = {"http": 1024, "sse": 1536, "ws": 2048, "ws-callbacks": 2048}  # 
 SCALE_RSS_TARGET_MB = 40
 SCALE_DELIVERY_TARGET_MS = 250
 SCALE_EVENTS = 5           # published one after another, each once the previous one reached every subscriber
-IDLE_CPU_SECONDS = 4       # how long the server's CPU time is watched while every connection is idle
+# How long the server's CPU time is watched while every connection is idle: longer than the SSE heartbeat interval
+# (15 s), so that every idle stream sends its heartbeat once in the window, whenever it connected.
+IDLE_CPU_SECONDS = 16
 IDLE_BEGIN, IDLE_END = "<!-- idle-scale: begin -->", "<!-- idle-scale: end -->"
 
 
@@ -624,7 +626,9 @@ def idle_scale_section(r):
           f"{per * 1e6 / 2**30:.1f} GiB, against",
           f"{IDLE_TARGETS['sse'] * 1e6 / 2**30:.1f} GiB at the 1.5 KB target; and, at the idle CPU measured here, "
           f"{r['idle_cpu'] * 1e6 / n:.1f} cores kept busy by",
-          "idle subscribers alone (each stream has its own heartbeat timer). A machine also needs 1,000,000",
+          "idle subscribers alone (a heartbeat per stream every 15 s: one write each, from the loop's deadline",
+          "sweep; on loopback the server's CPU time includes the kernel's delivery to the client). A machine also",
+          "needs 1,000,000",
           "descriptors: with 20,000 per process that is at least 50 server processes (or a raised hard limit), and",
           "on the client side 1,000,000 / 28,000 ephemeral ports = 36 or more source addresses.", "",
           f"### RSS per idle connection, by kind ({k:,} connections each)", "",

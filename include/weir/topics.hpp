@@ -98,13 +98,16 @@ public:
     /// Last-Event-ID.
     template <class Request>
     pending<sse> subscribe(const Request& req, std::vector<std::string> names) const {
-        return subscribe(req, std::move(names), options_->stream);
+        // Every stream points to these options (the aliasing shared_ptr keeps the whole options alive).
+        return detail::subscribe_sse(fanout_, std::move(names), last_event_id(req),
+                                     std::shared_ptr<const sse_options>(options_, &options_->stream));
     }
 
     /// The same, with options for this stream.
     template <class Request>
     pending<sse> subscribe(const Request& req, std::vector<std::string> names, const sse_options& stream) const {
-        return detail::subscribe_sse(fanout_, std::move(names), last_event_id(req), stream);
+        return detail::subscribe_sse(fanout_, std::move(names), last_event_id(req),
+                                     std::make_shared<const sse_options>(stream));
     }
 
     /// Subscribes a WebSocket session to `names` (call it from the session's handler, on its thread); the

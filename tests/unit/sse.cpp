@@ -63,6 +63,17 @@ TEST_CASE("a pending SSE upgrade commits for 2xx only") {
     CHECK(!weir::sse::commits(weir::status::switching_protocols));
 }
 
+TEST_CASE("a pending SSE upgrade is one pointer until its stream starts, so a committed stream keeps nothing of "
+          "its setup") {
+    static_assert(sizeof(weir::sse) == sizeof(void*));
+    weir::sse_options options;
+    options.retry = 1500;
+    weir::sse s([](weir::sse_stream&) -> asio::awaitable<void> { co_return; }, "41", options);
+    CHECK(s.last_event_id() == "41");
+    weir::sse moved = std::move(s);
+    CHECK(moved.last_event_id() == "41");
+}
+
 namespace {
 
 // Just enough of a request for subscribe(): a Last-Event-ID header, or none.

@@ -336,6 +336,21 @@ TEST_CASE("a stream subscribed to two topics resumes both from one id, in id ord
     CHECK(ids_of(sse.events()) == ids);
 }
 
+TEST_CASE("a topic named twice in one subscription is one registration: each event once, live and replayed") {
+    asio::io_context io;
+    weir::topics t;
+    t.retain("a");
+    auto start = t.publish("a", "a0");
+    auto missed = std::to_string(t.publish("a", "a1"));
+    auto sse = open_sse(io, t.subscribe(fake_request{std::to_string(start)}, {"a", "a"}));
+    run_until(io, [&] { return t.subscriber_count() == 1; });
+    auto pump = [&] { io.restart(); io.run_for(1ms); };
+    sse.read_for(50ms, pump);
+    auto live = std::to_string(t.publish("a", "a2"));
+    sse.read_for(50ms, pump);
+    CHECK(ids_of(sse.events()) == std::vector<std::string>{missed, live});
+}
+
 TEST_CASE("a replay far larger than the stream's queue is paced by the client and never trips the policy") {
     asio::io_context io;
     weir::sse_options stream;

@@ -184,6 +184,22 @@ asio::io_context& io_context_of(const Executor& ex) {
     return static_cast<asio::io_context&>(asio::query(ex, asio::execution::context));
 }
 
+// The allocator for the handler of a wait that may stay pending for hours (an idle stream's wait for its client):
+// Asio then allocates the operation at its own size. With the default allocator it takes a block from a small
+// per-thread cache instead, sized for the largest operation the thread ran recently (an accept awaited by a
+// coroutine, about 250 bytes), and keeps it for as long as the wait is pending.
+template <class T = void>
+struct own_size_allocator {
+    using value_type = T;
+    own_size_allocator() noexcept = default;
+    template <class U>
+    own_size_allocator(const own_size_allocator<U>&) noexcept {} // NOLINT(google-explicit-constructor)
+    T* allocate(std::size_t n) { return static_cast<T*>(::operator new(n * sizeof(T))); }
+    void deallocate(T* p, std::size_t) noexcept { ::operator delete(p); }
+    template <class U>
+    bool operator==(const own_size_allocator<U>&) const noexcept { return true; }
+};
+
 /// Everything an event loop shares among its connections; one per io_context (an Asio service).
 class event_loop final : public asio::execution_context::service {
 public:

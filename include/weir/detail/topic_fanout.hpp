@@ -37,6 +37,7 @@ inline void prefetch(const void* p) noexcept {
 
 // The subscribers of one topic on one loop. Touched only on that loop.
 struct loop_topic {
+    explicit loop_topic(std::string_view name) : topic(name) {}
     struct member {
         topic_subscriber* subscriber;
         std::size_t registration; // its index in the subscriber's registrations
@@ -44,6 +45,7 @@ struct loop_topic {
         // them) they are skipped.
         std::uint64_t live_after = UINT64_MAX;
     };
+    std::string topic; // its name, for the subscribers registered here (one copy per loop, not per subscriber)
     std::vector<member> members;
 };
 
@@ -73,6 +75,10 @@ public:
     virtual void flush() = 0;
 
 protected:
+    // The topics registered, for a subscriber that reads their history.
+    std::size_t topic_count() const noexcept { return registrations_.size(); }
+    const std::string& topic(std::size_t i) const noexcept { return registrations_[i].slot->topic; }
+
     // The object a delivery touches first (the stream's channel, the session): a pass prefetches it a member
     // ahead, so that its cache misses overlap the previous member's write.
     const void* hot_ = nullptr;
@@ -80,8 +86,7 @@ protected:
 private:
     friend class topic_fanout;
     struct registration {
-        std::string topic;
-        std::shared_ptr<loop_topic> slot;
+        std::shared_ptr<loop_topic> slot; // its topic's name is there
         std::size_t index;
     };
     std::vector<registration> registrations_;
@@ -133,7 +138,7 @@ public:
     // backend listens first, so no event published after this returns is missed by the sink.
     bool add(topic_subscriber& s, const asio::any_io_executor& executor, std::string_view topic) {
         for (auto& r : s.registrations_)
-            if (r.topic == topic) return false;
+            if (r.slot->topic == topic) return false;
         backend_->listen(topic);
         std::lock_guard lock(mutex_);
         if (!s.group_) {
@@ -151,9 +156,9 @@ public:
         }
         auto& loops = topics_[std::string(topic)];
         auto it = std::find_if(loops.begin(), loops.end(), [&](auto& l) { return l.first == s.group_; });
-        if (it == loops.end()) it = loops.insert(loops.end(), {s.group_, std::make_shared<loop_topic>()});
+        if (it == loops.end()) it = loops.insert(loops.end(), {s.group_, std::make_shared<loop_topic>(topic)});
         auto& slot = it->second;
-        s.registrations_.push_back({std::string(topic), slot, slot->members.size()});
+        s.registrations_.push_back({slot, slot->members.size()});
         slot->members.push_back({&s, s.registrations_.size() - 1, UINT64_MAX});
         ++s.group_->registrations;
         return true;
@@ -167,12 +172,13 @@ public:
     // The same for one topic of `s`.
     void go_live(topic_subscriber& s, std::uint64_t after, std::string_view topic) {
         for (auto& r : s.registrations_)
-            if (r.topic == topic) r.slot->members[r.index].live_after = after;
+            if (r.slot->topic == topic) r.slot->members[r.index].live_after = after;
     }
 
     // Unregisters `s` from `topic` (on its loop); false if it was not registered.
     bool remove(topic_subscriber& s, std::string_view topic) {
-        auto r = std::find_if(s.registrations_.begin(), s.registrations_.end(), [&](auto& x) { return x.topic == topic; });
+        auto r = std::find_if(s.registrations_.begin(), s.registrations_.end(),
+                              [&](auto& x) { return x.slot->topic == topic; });
         if (r == s.registrations_.end()) return false;
         {
             std::lock_guard lock(mutex_);
@@ -189,7 +195,7 @@ public:
         {
             std::lock_guard lock(mutex_);
             while (!s.registrations_.empty()) {
-                names.push_back(s.registrations_.back().topic);
+                names.push_back(s.registrations_.back().slot->topic);
                 unregister(s, s.registrations_.size() - 1);
             }
             if (s.group_) leave_group(s);
@@ -230,7 +236,7 @@ private:
         }
         members.pop_back();
         if (members.empty()) {
-            auto t = topics_.find(reg.topic);
+            auto t = topics_.find(reg.slot->topic);
             if (t != topics_.end()) {
                 std::erase_if(t->second, [&](auto& l) { return l.second == reg.slot; });
                 if (t->second.empty()) topics_.erase(t);

@@ -35,8 +35,7 @@ public:
     // On the stream's loop, when it starts.
     void start(const std::vector<std::string>& topics, const std::string& last_event_id) {
         auto executor = channel_.get_executor();
-        for (auto& t : topics)
-            if (fanout_->add(*this, executor, t)) topics_.push_back(t);
+        for (auto& t : topics) fanout_->add(*this, executor, t); // a topic named twice is registered once
         // Read after registering: every later event reaches this loop's delivery pass.
         if (last_event_id.empty()) return go_live_at_topics_end();
         std::uint64_t resume = 0;
@@ -49,8 +48,7 @@ public:
         }
         // An id no topic gave out (greater than the last) is found out by the replay: the backend answers that
         // its range is not complete.
-        cursor_ = resume;
-        replaying_ = true;
+        replay_ = std::make_unique<replay_state>(replay_state{resume});
         replay();
     }
 
@@ -67,30 +65,34 @@ public:
 
 private:
     void go_live_at_topics_end() {
-        for (auto& t : topics_) fanout_->go_live(*this, fanout_->backend().last_id(t), t);
+        for (std::size_t i = 0; i < topic_count(); ++i)
+            fanout_->go_live(*this, fanout_->backend().last_id(topic(i)), topic(i));
     }
 
     // Caught up with the history: live events after the cursor come from the delivery pass. After a `reset`, a
     // cursor beyond a topic's last id was not an id of it (a server or bus that started over), and the topic's
     // events go live from its end.
     void go_live_after_replay() {
-        for (auto& t : topics_) {
-            std::uint64_t end = fanout_->backend().last_id(t);
-            fanout_->go_live(*this, reset_at_ != UINT64_MAX && cursor_ > end ? end : cursor_, t);
+        for (std::size_t i = 0; i < topic_count(); ++i) {
+            std::uint64_t end = fanout_->backend().last_id(topic(i));
+            fanout_->go_live(*this, replay_->reset_at != UINT64_MAX && replay_->cursor > end ? end : replay_->cursor,
+                             topic(i));
         }
     }
 
     void replay() {
         bool queued = false;
-        while (replaying_ && channel_.is_open()) {
+        while (replay_ && channel_.is_open()) {
+            std::uint64_t& cursor = replay_->cursor;
+            std::uint64_t& reset_at = replay_->reset_at;
             std::shared_ptr<const topic_event> next;
             bool complete = true;
-            for (auto& t : topics_) {
-                auto r = fanout_->backend().read_after(t, cursor_, 1);
+            for (std::size_t i = 0; i < topic_count(); ++i) {
+                auto r = fanout_->backend().read_after(topic(i), cursor, 1);
                 complete = complete && r.complete;
                 if (!r.events.empty() && (!next || r.events.front()->id < next->id)) next = r.events.front();
             }
-            if (!complete && reset_at_ != cursor_) {
+            if (!complete && reset_at != cursor) {
                 // Events after the client's id were forgotten (before it came back, or while it replayed).
                 if (!channel_.fits(reset_event()->size())) {
                     if (!queued) break; // on_room() goes on
@@ -100,7 +102,7 @@ private:
                 }
                 channel_.push(reset_event(), false);
                 queued = true;
-                reset_at_ = cursor_;
+                reset_at = cursor;
                 continue;
             }
             if (next) {
@@ -112,7 +114,7 @@ private:
                 }
                 channel_.push(next->sse, false);
                 queued = true;
-                cursor_ = next->id;
+                cursor = next->id;
             } else {
                 // Caught up. Going live only with room to spare, so the first live burst does not find the queue
                 // full of replay. The backend hands every later event to the loop after this read.
@@ -120,7 +122,7 @@ private:
                 queued = false;
                 if (channel_.half_empty()) {
                     go_live_after_replay();
-                    replaying_ = false;
+                    replay_.reset(); // live from now on
                 }
                 break; // on_room() goes on
             }
@@ -130,15 +132,17 @@ private:
 
     std::shared_ptr<topic_fanout> fanout_;
     sse_channel& channel_; // owns this
-    std::vector<std::string> topics_;
-    std::uint64_t cursor_ = 0;
-    std::uint64_t reset_at_ = UINT64_MAX;
-    bool replaying_ = false;
+    // Where a resuming client's replay is: kept only while it replays.
+    struct replay_state {
+        std::uint64_t cursor = 0;
+        std::uint64_t reset_at = UINT64_MAX; // the cursor at which a `reset` was sent
+    };
+    std::unique_ptr<replay_state> replay_;
 };
 
-// A pending event stream subscribed to `topics` of `fanout`.
+// A pending event stream subscribed to `topics` of `fanout`, with options shared by every such stream.
 inline pending<sse> subscribe_sse(std::shared_ptr<topic_fanout> fanout, std::vector<std::string> topics,
-                                  std::string last_event_id, const sse_options& options) {
+                                  std::string last_event_id, std::shared_ptr<const sse_options> options) {
     return pending<sse>(sse(sse_subscription([fanout = std::move(fanout), topics = std::move(topics)](
                                                  const std::shared_ptr<sse_channel>& c, const std::string& last) {
                                 auto sub = std::make_unique<sse_topic_subscription>(fanout, *c);
@@ -146,7 +150,7 @@ inline pending<sse> subscribe_sse(std::shared_ptr<topic_fanout> fanout, std::vec
                                 c->attach(std::move(sub));
                                 s.start(topics, last);
                             }),
-                            std::move(last_event_id), options));
+                            std::move(last_event_id), std::move(options)));
 }
 
 } // namespace weir::detail

@@ -32,7 +32,7 @@ struct sse_hub_options {
 /// reaches no one).
 class sse_hub {
 public:
-    explicit sse_hub(sse_hub_options options = {}) : stream_(options.stream) {
+    explicit sse_hub(sse_hub_options options = {}) : stream_(std::make_shared<const sse_options>(options.stream)) {
         backend_ = std::make_shared<in_process_topic_backend>(
             topic_history_options{options.replay_capacity, options.replay_bytes});
         fanout_ = std::make_shared<detail::topic_fanout>(backend_);
@@ -59,7 +59,7 @@ public:
 private:
     static constexpr std::string_view topic = "sse_hub";
 
-    sse_options stream_;
+    std::shared_ptr<const sse_options> stream_; // shared by every subscriber's stream
     std::shared_ptr<in_process_topic_backend> backend_;
     std::shared_ptr<detail::topic_fanout> fanout_;
 };

@@ -9,6 +9,7 @@
 
 #include <asio/awaitable.hpp>
 #include <asio/co_spawn.hpp>
+#include <asio/bind_allocator.hpp>
 #include <asio/bind_cancellation_slot.hpp>
 #include <asio/cancellation_signal.hpp>
 #include <asio/io_context.hpp>
@@ -72,38 +73,48 @@ public:
     virtual void on_room() = 0;
 };
 
-// The writing side of one event stream, driven by callbacks on the connection's loop: bytes are written at
-// once with a non-blocking gathering write, and the channel waits for writability only while the socket is
-// full. The queue is bounded in events and in bytes. Heartbeats and the write deadline are one intrusive entry
-// in the loop's deadline sweep, not a timer per stream. Once the stream has ended (detach()), every call is a
-// no-op that never touches the socket.
+// What a stream that runs a producer coroutine keeps beside its channel; a hub's subscriber has none of it.
+struct sse_producer_state {
+    explicit sse_producer_state(asio::io_context& io) : room(io, asio::steady_timer::time_point::max()) {}
+    asio::steady_timer room; // the producer waits on it for room in the queue
+    asio::cancellation_signal cancel;
+    std::function<void()> after; // what the session does once the producer has ended
+    std::exception_ptr error;    // what the producer failed with, for the session to report
+    bool running = false;
+};
+
+// One event stream's session and writing side, driven by callbacks on the connection's loop: bytes are written
+// at once with a non-blocking gathering write, and the channel waits for writability only while the socket is
+// full. The queue is bounded in events and in bytes; its storage is freed whenever it drains. Heartbeats and
+// the write deadline are one intrusive entry in the loop's deadline sweep, not a timer per stream. The options
+// are shared with every stream of the same hub or topics object. Once the session is over (finish_session()),
+// every call is a no-op that never touches the socket.
 class sse_channel : public std::enable_shared_from_this<sse_channel> {
 public:
     using bytes = std::shared_ptr<const std::string>;
 
-    sse_channel(transport& stream, sse_options options, upgraded_connection* counter = nullptr)
-        : counter_(counter), stream_(&stream), io_(&io_context_of(stream.get_executor())), options_(options),
-          sweep_(&event_loop::of(*io_).deadlines()), deadline_(&on_deadline, this) {
-    }
+    sse_channel(upgraded_connection& connection, std::shared_ptr<const sse_options> options, upgrade_done done)
+        : connection_(&connection),
+          loop_(&event_loop::of(io_context_of(connection.transport().get_executor()))),
+          options_(std::move(options)), deadline_(&on_deadline, this), done_(std::move(done)) {}
     sse_channel(const sse_channel&) = delete;
     sse_channel& operator=(const sse_channel&) = delete;
 
     bool is_open() const noexcept { return !closed_; }
-    asio::any_io_executor get_executor() const { return io_->get_executor(); } // the connection's loop
+    asio::any_io_executor get_executor() const { return io().get_executor(); } // the connection's loop
     bool full() const noexcept { return !fits(1); }
-    std::size_t bytes_written() const noexcept { return written_; }
     /// Bytes queued or being written.
     std::size_t pending_bytes() const noexcept { return pending_bytes_; }
 
     // Whether n more bytes fit: the event count and the byte budget (an event alone always fits).
     bool fits(std::size_t n) const noexcept {
-        return queued() < options_.queue_capacity &&
-               (pending_bytes_ == 0 || pending_bytes_ + n <= options_.queue_bytes);
+        return queued() < std::min(options_->queue_capacity, max_queued) &&
+               (pending_bytes_ == 0 || pending_bytes_ + n <= options_->queue_bytes);
     }
 
     // At most half the queue's bounds are used.
     bool half_empty() const noexcept {
-        return queued() <= options_.queue_capacity / 2 && pending_bytes_ <= options_.queue_bytes / 2;
+        return queued() <= options_->queue_capacity / 2 && pending_bytes_ <= options_->queue_bytes / 2;
     }
 
     // Queues encoded bytes, applying the slow-consumer policy when they do not fit, and writes what the socket
@@ -112,7 +123,7 @@ public:
     bool push(bytes b, bool write_now = true) {
         if (closed_ || ending_) return false;
         if (!fits(b->size())) {
-            if (options_.on_full == slow_consumer_policy::disconnect) {
+            if (options_->on_full == slow_consumer_policy::disconnect) {
                 abort();
                 return false;
             }
@@ -133,7 +144,7 @@ public:
 
     // Writes what the socket takes now; waits for writability (callback) only if it is full.
     void flush() {
-        if (closed_ || !stream_ || waiting_writable_) return;
+        if (closed_ || !connection_ || waiting_writable_) return;
         bool freed = false;
         while (queued() > 0) {
             std::array<asio::const_buffer, 64> buffers;
@@ -141,7 +152,8 @@ public:
             for (std::size_t i = head_; i < queue_.size() && count < buffers.size(); ++i)
                 buffers[count++] = asio::buffer(*queue_[i]) + (i == head_ ? offset_ : 0);
             asio::error_code ec;
-            std::size_t n = stream_->write_some(std::span<const asio::const_buffer>(buffers.data(), count), ec);
+            std::size_t n = connection_->transport().write_some(
+                std::span<const asio::const_buffer>(buffers.data(), count), ec);
             if (ec == asio::error::would_block || (!ec && n == 0)) break;
             if (ec) { // the client is gone
                 abort();
@@ -151,8 +163,9 @@ public:
             freed = true;
         }
         if (queued() == 0) {
-            queue_.clear();
-            head_ = offset_ = 0;
+            std::vector<bytes>().swap(queue_); // an idle stream keeps no storage for its queue
+            head_ = 0;
+            offset_ = 0;
             writing_late_ = false;
             if (ending_) {
                 abort(); // finished: everything was written
@@ -164,11 +177,11 @@ public:
             if (!writing_late_ || owed_ == 0) {
                 writing_late_ = true;
                 owed_ = pending_bytes_;
-                if (options_.write_timeout.count() > 0) deadline_.arm(*sweep_, options_.write_timeout);
+                if (options_->write_timeout.count() > 0) deadline_.arm(sweep(), options_->write_timeout);
                 else deadline_.cancel();
             }
             waiting_writable_ = true;
-            stream_->async_wait_writable([self = shared_from_this()](const asio::error_code& ec) {
+            connection_->transport().async_wait_writable([self = shared_from_this()](const asio::error_code& ec) {
                 self->waiting_writable_ = false;
                 if (ec || self->closed_) return;
                 self->flush();
@@ -200,34 +213,25 @@ public:
         if (closed_) return;
         closed_ = true;
         deadline_.cancel();
-        if (stream_) stream_->cancel();
+        if (connection_) connection_->transport().cancel();
         wake_room();
-        if (producer_running_) producer_cancel_.emit(asio::cancellation_type::terminal);
+        if (producer_ && producer_->running) producer_->cancel.emit(asio::cancellation_type::terminal);
     }
 
     // Hands the channel something to own until the stream ends; it hears of room in the queue.
     void attach(std::unique_ptr<sse_attachment> a) { attachment_ = std::move(a); }
 
-    // Called once the session is over: the connection closes the socket next, so nothing here may touch it
-    // again, and an attachment (a hub's subscription) is released now.
-    void detach() {
-        abort();
-        stream_ = nullptr;
-        counter_ = nullptr;
-        queue_.clear();
-        head_ = offset_ = 0;
-        pending_bytes_ = 0;
-        attachment_.reset();
-    }
-
 private:
     friend class weir::sse;
 
+    static constexpr std::size_t max_queued = UINT32_MAX / 4; // head_ and the queue's length stay 32-bit
+
+    asio::io_context& io() const noexcept { return static_cast<asio::io_context&>(loop_->context()); }
+    deadline_sweep& sweep() const noexcept { return loop_->deadlines(); }
     std::size_t queued() const noexcept { return queue_.size() - head_; }
 
     void consume(std::size_t n) {
-        written_ += n;
-        if (counter_) counter_->count_written(n);
+        if (connection_) connection_->count_written(n);
         owed_ -= std::min(owed_, n);
         while (n > 0) {
             std::size_t left = queue_[head_]->size() - offset_;
@@ -252,7 +256,7 @@ private:
     }
 
     void arm_heartbeat() {
-        if (options_.heartbeat.count() > 0) deadline_.arm(*sweep_, options_.heartbeat);
+        if (options_->heartbeat.count() > 0) deadline_.arm(sweep(), options_->heartbeat);
         else deadline_.cancel();
     }
 
@@ -266,25 +270,73 @@ private:
     }
 
     asio::awaitable<void> wait_room() {
-        if (!room_) room_ = std::make_unique<asio::steady_timer>(*io_, asio::steady_timer::time_point::max());
+        if (!producer_) producer_ = std::make_unique<sse_producer_state>(io());
         asio::error_code ec;
-        co_await room_->async_wait(asio::redirect_error(asio::use_awaitable, ec));
+        co_await producer_->room.async_wait(asio::redirect_error(asio::use_awaitable, ec));
     }
 
     void wake_room() {
-        if (room_) room_->cancel();
+        if (producer_) producer_->room.cancel();
+    }
+
+    // The session. Clients send nothing on an event stream: what arrives is read into the loop's buffer and
+    // dropped. The wait ends when the client leaves or the channel aborts (which cancels it). It is allocated
+    // at its own size (own_size_allocator): it is what an idle stream waits in.
+    void watch_client() {
+        if (!is_open()) { // ended already (a shutdown that came first, a failed write)
+            end_session();
+            return;
+        }
+        connection_->transport().async_wait_readable(
+            asio::bind_allocator(own_size_allocator<>(), [self = shared_from_this()](asio::error_code ec) {
+                if (!ec && self->is_open()) {
+                    auto buffer = self->loop_->receive_buffer();
+                    self->connection_->transport().read_some(asio::buffer(buffer.data(), buffer.size()), ec);
+                    if (!ec || ec == asio::error::would_block) {
+                        self->watch_client();
+                        return;
+                    }
+                }
+                self->end_session();
+            }));
+    }
+
+    void end_session() {
+        abort();
+        if (producer_ && producer_->running) {
+            // The producer was cancelled: it ends at its next wait, and the stream with it.
+            producer_->after = [self = shared_from_this()] { self->finish_session(); };
+            return;
+        }
+        finish_session();
+    }
+
+    // Called once the session is over: the connection closes the socket next, so nothing here may touch it
+    // again, and an attachment (a hub's subscription) is released now.
+    void finish_session() {
+        auto error = producer_ ? producer_->error : nullptr;
+        auto& connection = *connection_;
+        connection_ = nullptr;
+        std::vector<bytes>().swap(queue_);
+        head_ = 0;
+        offset_ = 0;
+        pending_bytes_ = 0;
+        attachment_.reset();
+        connection.on_shutdown({});
+        connection.transport().shutdown_send();
+        auto done = std::move(done_);
+        done(std::move(error));
     }
 
     void producer_ended(std::exception_ptr e) {
-        producer_running_ = false;
+        producer_->running = false;
         if (e && !closed_) {
-            error_ = e; // the producer failed on its own: the session reports it
+            producer_->error = e; // the producer failed on its own: the session reports it
             abort();
         } else if (!e) {
             finish();
         }
-        if (ended_) ended_->cancel();
-        if (auto then = std::move(after_producer_)) then();
+        if (auto then = std::move(producer_->after)) then();
     }
 
     static bytes heartbeat() {
@@ -292,27 +344,20 @@ private:
         return beat;
     }
 
-    upgraded_connection* counter_;
-    transport* stream_;
-    asio::io_context* io_;
-    sse_options options_;
-    deadline_sweep* sweep_;
+    upgraded_connection* connection_; // null once the session is over
+    event_loop* loop_;
+    std::shared_ptr<const sse_options> options_;
     deadline deadline_; // the heartbeat while the queue is empty, the write deadline while the socket is full
     std::vector<bytes> queue_; // [head_, end) waits; the event at head_ is written from offset_
-    std::size_t head_ = 0;
     std::size_t offset_ = 0;
     std::size_t pending_bytes_ = 0; // queued, less what of the first is written
     std::size_t owed_ = 0;          // bytes to write before the write deadline is re-armed
-    std::size_t written_ = 0;
     std::unique_ptr<sse_attachment> attachment_;
-    std::unique_ptr<asio::steady_timer> room_; // only for producers that wait for room (a hub subscriber has none)
-    asio::steady_timer* ended_ = nullptr;      // the session waiting for its producer to end
-    std::function<void()> after_producer_;     // or what to do once it has ended
-    asio::cancellation_signal producer_cancel_;
-    std::exception_ptr error_;
+    std::unique_ptr<sse_producer_state> producer_; // only for a stream with a producer
+    upgrade_done done_;
+    std::uint32_t head_ = 0; // beside the flags: fits() keeps the queue under max_queued events
     bool waiting_writable_ = false;
     bool writing_late_ = false; // the socket was full: the deadline is the write deadline
-    bool producer_running_ = false;
     bool ending_ = false;
     bool closed_ = false;
 };
@@ -380,11 +425,20 @@ public:
     static constexpr bool commits(weir::status s) noexcept { return to_int(s) >= 200 && to_int(s) < 300; }
 
     sse(sse_producer producer, std::string last_event_id, sse_options options = {})
-        : producer_(std::move(producer)), last_event_id_(std::move(last_event_id)), options_(options) {}
+        : sse(std::move(producer), std::move(last_event_id), std::make_shared<const sse_options>(options)) {}
 
     /// A stream with no producer: `subscription` hands its channel to a publisher that writes to it.
     sse(sse_subscription subscription, std::string last_event_id, sse_options options = {})
-        : subscription_(std::move(subscription)), last_event_id_(std::move(last_event_id)), options_(options) {}
+        : sse(std::move(subscription), std::move(last_event_id), std::make_shared<const sse_options>(options)) {}
+
+    /// The same with options shared by many streams (a hub's): each stream keeps a pointer, not a copy.
+    sse(sse_producer producer, std::string last_event_id, std::shared_ptr<const sse_options> options)
+        : setup_(std::make_unique<setup>(
+              setup{std::move(producer), {}, std::move(last_event_id), shared_or_default(std::move(options))})) {}
+
+    sse(sse_subscription subscription, std::string last_event_id, std::shared_ptr<const sse_options> options)
+        : setup_(std::make_unique<setup>(
+              setup{{}, std::move(subscription), std::move(last_event_id), shared_or_default(std::move(options))})) {}
 
     void prepare_head(weir::headers& h) {
         h.set("Content-Type", "text/event-stream; charset=utf-8");
@@ -398,22 +452,23 @@ public:
     // Writing is driven by callbacks (events pushed, the socket writable again, the loop's deadline sweep), and
     // so is the stream's one wait while it is idle: for the client to send something or leave. No coroutine is
     // kept for an idle stream (see weir::callback_protocol); a producer runs as a coroutine of its own,
-    // cancelled when the stream ends.
+    // cancelled when the stream ends. Once started, this object keeps nothing: what the session needs is its
+    // channel, owned by its pending wait (and by the producer, if any).
     void start(upgraded_connection& connection, upgrade_done done) {
-        weir::transport& stream = connection.transport();
-        auto channel = std::make_shared<detail::sse_channel>(stream, options_, &connection);
-        connection.on_shutdown([weak = std::weak_ptr<detail::sse_channel>(channel)] {
-            if (auto c = weak.lock()) c->finish();
-        });
-        if (options_.retry) {
+        auto s = std::move(setup_);
+        auto channel = std::make_shared<detail::sse_channel>(connection, std::move(s->options), std::move(done));
+        // The channel outlives this registration: the session clears it before it calls `done`.
+        connection.on_shutdown([c = channel.get()] { c->finish(); });
+        if (auto retry = channel->options_->retry) {
             sse_event e;
-            e.retry = options_.retry;
+            e.retry = retry;
             channel->push(std::make_shared<const std::string>(encode(e)), false);
         }
         channel->flush(); // writes the retry field, or arms the first heartbeat
-        if (auto subscribe = std::move(subscription_)) subscribe(channel, last_event_id_);
-        if (producer_) start_producer(channel);
-        watch_client(std::move(channel), connection, std::move(done));
+        if (s->subscription) s->subscription(channel, s->last_event_id);
+        if (s->producer) start_producer(channel, std::move(s->producer), std::move(s->last_event_id));
+        s.reset(); // the request's Last-Event-ID and the subscription's closure are not kept while idle
+        channel->watch_client();
     }
 
     // The same session as a coroutine: waits until start()'s session has ended.
@@ -421,63 +476,36 @@ public:
         return detail::run_started_session(*this, connection);
     }
 
-    const std::string& last_event_id() const noexcept { return last_event_id_; }
+    /// The client's Last-Event-ID, until the stream starts.
+    const std::string& last_event_id() const noexcept {
+        static const std::string none;
+        return setup_ ? setup_->last_event_id : none;
+    }
 
 private:
-    void start_producer(const std::shared_ptr<detail::sse_channel>& channel) {
-        channel->producer_running_ = true;
-        asio::co_spawn(channel->get_executor(), produce(channel, std::move(producer_), last_event_id_),
-                       asio::bind_cancellation_slot(channel->producer_cancel_.slot(),
-                                                    [channel](std::exception_ptr e) {
-                                                        channel->producer_ended(std::move(e));
-                                                    }));
+    // What start() needs, and nothing the running stream keeps: one pointer while the upgrade is pending, none
+    // after (a committed pending<sse> lives as long as its stream).
+    struct setup {
+        sse_producer producer;
+        sse_subscription subscription;
+        std::string last_event_id;
+        std::shared_ptr<const sse_options> options;
+    };
+
+    static std::shared_ptr<const sse_options> shared_or_default(std::shared_ptr<const sse_options> options) {
+        if (options) return options;
+        static const auto defaults = std::make_shared<const sse_options>();
+        return defaults;
     }
 
-    // Clients send nothing on an event stream: what arrives is read into the loop's buffer and dropped. The wait
-    // ends when the client leaves or the channel aborts (which cancels it).
-    static void watch_client(std::shared_ptr<detail::sse_channel> channel, upgraded_connection& connection,
-                             upgrade_done done) {
-        if (!channel->is_open()) { // ended already (a shutdown that came first, a failed write)
-            end_stream(std::move(channel), connection, std::move(done));
-            return;
-        }
-        weir::transport& stream = connection.transport();
-        stream.async_wait_readable([channel = std::move(channel), &connection,
-                                    done = std::move(done)](asio::error_code ec) mutable {
-            if (!ec && channel->is_open()) {
-                auto& loop = detail::event_loop::of(detail::io_context_of(channel->get_executor()));
-                auto buffer = loop.receive_buffer();
-                connection.transport().read_some(asio::buffer(buffer.data(), buffer.size()), ec);
-                if (!ec || ec == asio::error::would_block) {
-                    watch_client(std::move(channel), connection, std::move(done));
-                    return;
-                }
-            }
-            end_stream(std::move(channel), connection, std::move(done));
-        });
-    }
-
-    static void end_stream(std::shared_ptr<detail::sse_channel> channel, upgraded_connection& connection,
-                           upgrade_done done) {
-        channel->abort();
-        if (channel->producer_running_) {
-            // The producer was cancelled: it ends at its next wait, and the stream with it.
-            auto* c = channel.get();
-            c->after_producer_ = [channel = std::move(channel), &connection, done = std::move(done)]() mutable {
-                finish_stream(std::move(channel), connection, std::move(done));
-            };
-            return;
-        }
-        finish_stream(std::move(channel), connection, std::move(done));
-    }
-
-    static void finish_stream(std::shared_ptr<detail::sse_channel> channel, upgraded_connection& connection,
-                              upgrade_done done) {
-        auto error = channel->error_;
-        channel->detach();
-        connection.on_shutdown({});
-        connection.transport().shutdown_send();
-        done(std::move(error));
+    static void start_producer(const std::shared_ptr<detail::sse_channel>& channel, sse_producer producer,
+                               std::string last_event_id) {
+        auto& state = *(channel->producer_ = std::make_unique<detail::sse_producer_state>(channel->io()));
+        state.running = true;
+        asio::co_spawn(channel->get_executor(), produce(channel, std::move(producer), std::move(last_event_id)),
+                       asio::bind_cancellation_slot(state.cancel.slot(), [channel](std::exception_ptr e) {
+                           channel->producer_ended(std::move(e));
+                       }));
     }
 
     // Owns what the producer uses (its closure, its stream), so it may outlive the session by a wait.
@@ -487,10 +515,7 @@ private:
         co_await producer(stream);
     }
 
-    sse_producer producer_;
-    sse_subscription subscription_;
-    std::string last_event_id_;
-    sse_options options_;
+    std::unique_ptr<setup> setup_;
 };
 
 /// The Last-Event-ID a reconnecting client sent: the header, or a `lastEventId` query parameter (for clients
