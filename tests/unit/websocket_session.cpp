@@ -199,7 +199,7 @@ TEST_CASE("a coroutine handler that reads nothing stops the reading once the inb
 TEST_CASE("a started session lets go of what only its start needed, and the protocol object stays small") {
     // The connection keeps the committed pending<websocket> for as long as the session runs.
     CHECK(sizeof(weir::pending<weir::websocket>) <= 128);
-    CHECK(sizeof(weir::websocket_connection) <= 640);
+    CHECK(sizeof(weir::websocket_connection) <= 480);
     session_run r;
     weir::websocket_callbacks cb;
     auto protocol = std::make_shared<weir::websocket>(

@@ -156,9 +156,9 @@ public:
     websocket_connection(weir::transport& transport, const websocket_options& options, std::string subprotocol = {},
                          std::string leftover = {})
         : stream_(transport), limits_(detail::ws_limits_table::of(stream_.get_executor().context()).get(options)),
-          subprotocol_(std::move(subprotocol)),
           reader_(options.max_message_size), loop_(detail::event_loop::of(stream_.get_executor().context())) {
-        in_ = std::move(leftover);
+        if (!subprotocol.empty()) more().subprotocol = std::move(subprotocol);
+        if (!leftover.empty()) more().in = std::move(leftover);
     }
 
     websocket_connection(const websocket_connection&) = delete;
@@ -208,19 +208,23 @@ public:
 
     /// A handle to send from other threads (the session must be owned by a shared_ptr, as the server's are).
     std::shared_ptr<websocket_sender> sender() {
-        if (!sender_link_) {
-            sender_link_ = std::make_shared<detail::ws_sender_link>();
-            sender_link_->session = weak_from_this();
-            sender_link_->executor = stream_.get_executor();
-            sender_link_->budget = limits_->send_queue_bytes;
-            sender_link_->on_full = limits_->on_full;
-            if (finished_) sender_link_->open = false;
+        auto& link = more().sender_link;
+        if (!link) {
+            link = std::make_shared<detail::ws_sender_link>();
+            link->session = weak_from_this();
+            link->executor = stream_.get_executor();
+            link->budget = limits_->send_queue_bytes;
+            link->on_full = limits_->on_full;
+            if (finished_) link->open = false;
         }
-        return std::shared_ptr<websocket_sender>(new websocket_sender(sender_link_));
+        return std::shared_ptr<websocket_sender>(new websocket_sender(link));
     }
 
     /// The subprotocol chosen in the handshake, or "".
-    const std::string& subprotocol() const noexcept { return subprotocol_; }
+    const std::string& subprotocol() const noexcept {
+        static const std::string none;
+        return more_ ? more_->subprotocol : none;
+    }
 
     /// True if the handshake agreed on permessage-deflate (RFC 7692): messages of at least
     /// websocket_options::deflate.threshold bytes go out compressed, and the peer may compress its own.
@@ -230,7 +234,10 @@ public:
     bool is_open() const noexcept { return !close_queued_ && !finished_; }
 
     /// How the session ended (meaningful once read() returned nothing).
-    const websocket_close_status& close_status() const noexcept { return status_; }
+    const websocket_close_status& close_status() const noexcept {
+        static const websocket_close_status none;
+        return more_ ? more_->status : none;
+    }
 
     /// Messages waiting to be written (including those being written).
     std::size_t queued_messages() const noexcept { return queued_count_; }
@@ -338,7 +345,7 @@ private:
             } catch (...) {
             }
             if (!(cancelled && finished_)) {
-                handler_error_ = e;
+                more().handler_error = e;
                 begin_close(close_code::internal_error, {});
             }
         } else {
@@ -356,7 +363,7 @@ private:
             call();
         } catch (...) {
             callbacks_.reset();
-            if (!handler_error_) handler_error_ = std::current_exception();
+            if (!more().handler_error) more_->handler_error = std::current_exception();
             begin_close(close_code::internal_error, {});
         }
     }
@@ -395,15 +402,16 @@ private:
     // One read and what it brings: into the event loop's buffer, copied out only when a full inbox leaves part
     // of it unread; a large frame's payload straight into its message.
     void read_frames() {
-        if (in_pos_ < in_.size()) {
+        if (more_ && more_->in_pos < more_->in.size()) {
             // Bytes kept from before: the handshake's leftover, or what a full inbox left unread.
-            in_pos_ += dispatch(in_.data() + in_pos_, in_.size() - in_pos_);
-            if (in_pos_ < in_.size() && reading_frames_ && !aborted_) {
+            std::string& in = more_->in;
+            more_->in_pos += dispatch(in.data() + more_->in_pos, in.size() - more_->in_pos);
+            if (more_->in_pos < in.size() && reading_frames_ && !aborted_) {
                 paused_ = true; // read() resumes
                 return;
             }
-            std::string().swap(in_);
-            in_pos_ = 0;
+            std::string().swap(in);
+            more_->in_pos = 0;
             again_ = true;
             return;
         }
@@ -441,7 +449,7 @@ private:
         heard();
         std::size_t used = dispatch(buffer.data(), n);
         // The loop's buffer is the next reader's: keep what the inbox had no room for.
-        if (used < n && reading_frames_ && !aborted_) in_.assign(buffer.data() + used, n - used);
+        if (used < n && reading_frames_ && !aborted_) more().in.assign(buffer.data() + used, n - used);
     }
 
     // Feeds bytes to the frame reader and acts on what it finds, until they are used up, reading stops, or
@@ -519,7 +527,7 @@ private:
         completed_ = true;
         phase_deadline_.cancel();
         auto self = shared_from_this();
-        if (auto done = std::move(done_)) done(handler_error_);
+        if (auto done = std::move(done_)) done(more_ ? more_->handler_error : nullptr);
     }
 
     // Full once it holds inbox_limit messages or inbox_bytes bytes; a message of any size fits an empty one.
@@ -569,7 +577,7 @@ private:
         case detail::ws_event::pong: break; // the peer is alive: heard() already noted it
         case detail::ws_event::close:
             if (!close_queued_) {
-                status_ = {static_cast<close_code>(event.code), std::string(event.payload), true};
+                more().status = {static_cast<close_code>(event.code), std::string(event.payload), true};
                 // Answer with the peer's code (none if it sent none); what was still queued is dropped.
                 queue_close(event.code == 1005 ? 0 : event.code, {}, true);
             }
@@ -577,7 +585,7 @@ private:
             break;
         case detail::ws_event::fail:
             if (!close_queued_) {
-                status_ = {static_cast<close_code>(event.code), std::string(event.why), false};
+                more().status = {static_cast<close_code>(event.code), std::string(event.why), false};
                 queue_close(event.code, event.why, true);
             }
             stop_reading();
@@ -587,7 +595,7 @@ private:
 
     void peer_gone() {
         peer_gone_ = true;
-        if (!close_queued_) status_ = {close_code::abnormal_closure, {}, true};
+        if (!close_queued_) more().status = {close_code::abnormal_closure, {}, true};
         stop_reading();
     }
 
@@ -597,7 +605,7 @@ private:
         read_done_ = true;
         if (co_) co_->readable.notify_all();
         if (auto callbacks = std::move(callbacks_); callbacks && callbacks->on_close)
-            call_back([&] { callbacks->on_close(*this, status_); });
+            call_back([&] { callbacks->on_close(*this, close_status()); });
     }
     // ---- closing -------------------------------------------------------------------------------------
 
@@ -606,7 +614,7 @@ private:
         unsigned c = static_cast<unsigned>(code);
         if (c == 1005) c = 0;
         else if (!detail::ws_close_code_allowed(c)) c = 1011;
-        status_ = {static_cast<close_code>(c == 0 ? 1005 : c), std::string(reason), false};
+        more().status = {static_cast<close_code>(c == 0 ? 1005 : c), std::string(reason), false};
         queue_close(static_cast<unsigned short>(c), reason, false);
     }
 
@@ -664,7 +672,7 @@ private:
         drop_queued();
         if (send_) send_->control.clear();
         release_send_state();
-        std::string().swap(in_);
+        if (more_) std::string().swap(more_->in);
         unlink_senders();
         if (co_) {
             co_->readable.notify_all();
@@ -674,10 +682,11 @@ private:
 
     // From now on every websocket_sender call is a no-op returning false.
     void unlink_senders() noexcept {
-        if (!sender_link_) return;
-        std::lock_guard lock(sender_link_->mutex);
-        sender_link_->open = false;
-        sender_link_->executor = asio::any_io_executor();
+        if (!more_ || !more_->sender_link) return;
+        auto& link = *more_->sender_link;
+        std::lock_guard lock(link.mutex);
+        link.open = false;
+        link.executor = asio::any_io_executor();
     }
 
     // Called on the executor when the server shuts down.
@@ -724,7 +733,7 @@ private:
     // A sender from another thread overran the send budget (websocket_full_queue_policy::close_session).
     void fail_send_queue() {
         if (close_queued_ || finished_) return;
-        status_ = {close_code::policy_violation, "send queue full", false};
+        more().status = {close_code::policy_violation, "send queue full", false};
         queue_close(1008, "send queue full", true);
     }
 
@@ -896,7 +905,7 @@ private:
     }
 
     void write_failed() {
-        if (!close_queued_) status_ = {close_code::abnormal_closure, {}, true};
+        if (!close_queued_) more().status = {close_code::abnormal_closure, {}, true};
         abort();
     }
 
@@ -939,7 +948,7 @@ private:
     // The peer sent nothing, not even a pong, for idle_timeout.
     void idle_expired() {
         if (close_queued_ || finished_) return;
-        status_ = {close_code::abnormal_closure, "peer silent", false};
+        more().status = {close_code::abnormal_closure, "peer silent", false};
         abort();
     }
 
@@ -963,7 +972,7 @@ private:
     // A write waited idle_timeout for the peer to read.
     void write_expired() {
         if (!writing_ || finished_) return;
-        if (!close_queued_) status_ = {close_code::abnormal_closure, "peer stopped reading", false};
+        if (!close_queued_) more().status = {close_code::abnormal_closure, "peer stopped reading", false};
         abort();
     }
 
@@ -976,7 +985,6 @@ private:
 
     weir::transport& stream_; // the connection's; it outlives the session
     std::shared_ptr<const detail::ws_limits> limits_; // shared with the loop's other sessions
-    std::string subprotocol_;
     upgraded_connection* link_ = nullptr;
     std::shared_ptr<const websocket_callbacks> callbacks_; // or callbacks, until on_close
     upgrade_done done_;                                    // called once the session and its handler ended
@@ -984,8 +992,6 @@ private:
     // Reading.
     std::unique_ptr<detail::ws_deflate_codec> deflate_; // permessage-deflate, when agreed
     detail::ws_frame_reader reader_;
-    std::string in_; // bytes kept between reads: the handshake's leftover, or what a full inbox left unread
-    std::size_t in_pos_ = 0;
     unsigned reads_without_wait_ = 0;
     std::size_t direct_window_ = direct_threshold * 4;
 
@@ -1014,9 +1020,21 @@ private:
     detail::deadline timeout_deadline_{&on_deadline<&websocket_connection::timeout_expired>, this};
     detail::deadline phase_deadline_{&on_deadline<&websocket_connection::phase_expired>, this};
 
-    std::shared_ptr<detail::ws_sender_link> sender_link_; // made by the first sender()
-    websocket_close_status status_;
-    std::exception_ptr handler_error_;
+    // What many sessions never need while they run, made the first time one is: so an idle session holds a
+    // pointer rather than these.
+    struct extras {
+        std::string subprotocol;
+        websocket_close_status status;
+        std::string in; // bytes kept between reads: the handshake's leftover, or what a full inbox left unread
+        std::size_t in_pos = 0;
+        std::shared_ptr<detail::ws_sender_link> sender_link; // made by the first sender()
+        std::exception_ptr handler_error;
+    };
+    std::unique_ptr<extras> more_;
+    extras& more() {
+        if (!more_) more_ = std::make_unique<extras>();
+        return *more_;
+    }
     bool handler_running_ = false;
     bool reading_frames_ = true;
     bool read_done_ = false;
