@@ -216,7 +216,7 @@ TEST_CASE("a started session lets go of what only its start needed, and the prot
     CHECK(ended);
 }
 
-TEST_CASE("sessions on one event loop share one copy of equal limits; different limits get their own") {
+TEST_CASE("sessions on one event loop share one copy of equal limits, and different limits get their own") {
     asio::io_context io;
     socket_pair a(io), b(io), c(io);
     weir::websocket_options options;
