@@ -195,3 +195,62 @@ TEST_CASE("a coroutine handler that reads nothing stops the reading once the inb
     CHECK(r.frames[0].opcode == 0x8);
     CHECK(r.ended);
 }
+
+TEST_CASE("a started session lets go of what only its start needed, and the protocol object stays small") {
+    // The connection keeps the committed pending<websocket> for as long as the session runs.
+    CHECK(sizeof(weir::pending<weir::websocket>) <= 128);
+    CHECK(sizeof(weir::websocket_connection) <= 480);
+    session_run r;
+    weir::websocket_callbacks cb;
+    auto protocol = std::make_shared<weir::websocket>(
+        weir::websocket(weir::websocket_handshake{"key", "chat"}, std::move(cb), weir::websocket_options{}));
+    CHECK(protocol->subprotocol() == "chat");
+    weir::upgraded_connection link(r.sockets.server, {});
+    bool ended = false;
+    protocol->start(link, [&](std::exception_ptr) { ended = true; });
+    CHECK(protocol->subprotocol() == "chat"); // now the session's
+    r.send(0x8, close_1000);
+    r.sockets.client.shutdown(asio::socket_base::shutdown_send);
+    r.read_frames();
+    r.io.run_for(2000ms);
+    CHECK(ended);
+}
+
+TEST_CASE("sessions on one event loop share one copy of equal limits, and different limits get their own") {
+    asio::io_context io;
+    socket_pair a(io), b(io), c(io);
+    weir::websocket_options options;
+    weir::websocket_connection first(a.server, options), second(b.server, options);
+    auto& table = weir::detail::ws_limits_table::of(io);
+    CHECK(table.kept() == 1);
+    options.idle_timeout = 1234ms;
+    weir::websocket_connection third(c.server, options);
+    CHECK(table.kept() == 2);
+}
+
+TEST_CASE("a session keeps answering after its send queue went back to the loop between messages") {
+    session_run r;
+    std::vector<std::string> seen;
+    weir::websocket_callbacks cb;
+    cb.on_message = [&](weir::websocket_connection& ws, weir::websocket_message m) {
+        seen.push_back(m.data);
+        CHECK(ws.try_send("echo " + m.data));
+    };
+    asio::steady_timer later(r.io, 100ms);
+    later.async_wait([&](asio::error_code) {
+        CHECK(r.frames.size() == 1); // answered, then quiet: the next answer takes a queue from the loop again
+        r.send(0x1, "two");
+    });
+    asio::steady_timer at_last(r.io, 300ms);
+    at_last.async_wait([&](asio::error_code) {
+        r.send(0x8, close_1000);
+        r.sockets.client.shutdown(asio::socket_base::shutdown_send);
+    });
+    r.run(with_callbacks(cb), client_frame(0x1, "one"), 5000ms);
+    CHECK(seen == std::vector<std::string>{"one", "two"});
+    REQUIRE(r.frames.size() == 3);
+    CHECK(r.frames[0].payload == "echo one");
+    CHECK(r.frames[1].payload == "echo two");
+    CHECK(r.frames[2].opcode == 0x8);
+    CHECK(r.ended);
+}

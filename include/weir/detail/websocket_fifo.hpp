@@ -16,6 +16,7 @@ class ws_fifo {
 public:
     bool empty() const noexcept { return head_ == items_.size(); }
     std::size_t size() const noexcept { return items_.size() - head_; }
+    std::size_t capacity() const noexcept { return items_.capacity(); }
 
     T& front() noexcept { return items_[head_]; }
 

@@ -124,7 +124,7 @@ public:
                 std::size_t n = static_cast<std::size_t>(std::min<std::uint64_t>(remaining_, size - used));
                 std::memcpy(control_.data() + control_size_, data + used, n);
                 ws_unmask(control_.data() + control_size_, n, key_, control_size_);
-                control_size_ += n;
+                control_size_ = static_cast<std::uint8_t>(control_size_ + n);
                 remaining_ -= n;
                 used += n;
                 if (remaining_ == 0) end_control_frame(event);
@@ -166,10 +166,18 @@ public:
     void recycle(std::string&& buffer) noexcept {
         if (buffer.capacity() > spare_.capacity()) spare_ = std::move(buffer);
     }
-    void drop_spare() noexcept { spare_ = std::string(); }
+    // Frees what a quiet session need not keep: the spare buffer, and a control frame's payload.
+    void drop_spare() noexcept {
+        spare_ = std::string();
+        if (state_ != state::control_payload) control_ = std::string();
+    }
 
-    // The message of the last `message` event.
-    std::string take_message() noexcept { return std::move(done_message_); }
+    // The message of the last `message` event; take it before feeding more.
+    std::string take_message() noexcept {
+        std::string m = std::move(message_);
+        message_ = std::string();
+        return m;
+    }
 
 private:
     enum class state : std::uint8_t { header, data_payload, control_payload, done };
@@ -182,7 +190,7 @@ private:
             if (header_size_ >= total) return true;
             std::size_t n = std::min(total - header_size_, size - used);
             std::memcpy(header_.data() + header_size_, data + used, n);
-            header_size_ += n;
+            header_size_ = static_cast<std::uint8_t>(header_size_ + n);
             used += n;
             return header_size_ == total;
         };
@@ -223,6 +231,7 @@ private:
         if (control) {
             control_opcode_ = opcode;
             control_size_ = 0;
+            control_.resize(static_cast<std::size_t>(length)); // up to 125: most pings fit in the string itself
             state_ = state::control_payload;
             if (length == 0) end_control_frame(event);
             return used;
@@ -262,7 +271,7 @@ private:
     // Unmasks and checks payload bytes in place; false if the message failed.
     bool payload_bytes(char* p, std::size_t n, ws_event& event) {
         ws_unmask(p, n, key_, phase_);
-        phase_ = (phase_ + n) & 3;
+        phase_ = static_cast<std::uint8_t>((phase_ + n) & 3);
         remaining_ -= n;
         if (compressed_) return inflate_bytes(p, n, false, event);
         if (!binary_ && !utf8_.feed(std::string_view(p, n))) {
@@ -293,8 +302,6 @@ private:
         if (compressed_ && !inflate_bytes(nullptr, 0, true, event)) return;
         if (!binary_ && !utf8_.complete()) return failed(event, 1007, "text that ends inside a UTF-8 sequence");
         in_message_ = false;
-        done_message_ = std::move(message_);
-        message_ = std::string();
         event.kind = ws_event::message;
         event.binary = binary_;
     }
@@ -333,27 +340,27 @@ private:
         event.why = why;
     }
 
+    // Laid out small: an idle session keeps one of these.
     std::size_t max_message_;
     ws_message_inflater* inflater_ = nullptr;
     std::uint64_t compressed_bytes_ = 0; // of the current compressed message
-    bool compressed_ = false;            // the current message is compressed
-    state state_ = state::header;
-    std::array<char, 14> header_{};
-    std::size_t header_size_ = 0;
-    std::uint8_t key_[4] = {};
-    std::size_t phase_ = 0;
     std::uint64_t remaining_ = 0;
+    std::size_t window_at_ = 0;
+    std::string message_; // the message being read; once complete, until take_message
+    std::string spare_;
+    std::string control_; // a control frame's payload (at most 125 bytes)
+    utf8_validator utf8_;
+    std::array<char, 14> header_{};
+    std::uint8_t header_size_ = 0;
+    std::uint8_t key_[4] = {};
+    std::uint8_t phase_ = 0;
+    std::uint8_t control_opcode_ = 0;
+    std::uint8_t control_size_ = 0;
+    state state_ = state::header;
+    bool compressed_ = false; // the current message is compressed
     bool fin_ = false;
     bool in_message_ = false;
     bool binary_ = false;
-    utf8_validator utf8_;
-    std::string message_;
-    std::string done_message_;
-    std::string spare_;
-    std::size_t window_at_ = 0;
-    std::uint8_t control_opcode_ = 0;
-    std::array<char, 125> control_{};
-    std::size_t control_size_ = 0;
 };
 
 } // namespace weir::detail

@@ -29,12 +29,23 @@ public:
 
     /// A session for a handshake already checked (check_websocket_handshake).
     websocket(websocket_handshake handshake, websocket_handler handler, websocket_options options)
-        : handshake_(std::move(handshake)), handler_(std::move(handler)), options_(std::move(options)) {}
+        : setup_(std::make_unique<setup>(
+              setup{std::move(handshake), std::move(handler), nullptr, std::move(options)})) {}
     /// A session driven by callbacks, for a handshake already checked: no coroutine runs for it.
     websocket(websocket_handshake handshake, websocket_callbacks callbacks, websocket_options options)
-        : handshake_(std::move(handshake)),
-          callbacks_(std::make_shared<const websocket_callbacks>(std::move(callbacks))),
-          options_(std::move(options)) {}
+        : setup_(std::make_unique<setup>(setup{std::move(handshake), {},
+                                               std::make_shared<const websocket_callbacks>(std::move(callbacks)),
+                                               std::move(options)})) {}
+
+    websocket(websocket&&) noexcept = default;
+    websocket& operator=(websocket&&) noexcept = default;
+    websocket(const websocket& other)
+        : setup_(other.setup_ ? std::make_unique<setup>(*other.setup_) : nullptr), session_(other.session_) {}
+    websocket& operator=(const websocket& other) {
+        if (this != &other) *this = websocket(other);
+        return *this;
+    }
+    ~websocket() = default;
 
     /// Nothing to add among the ordinary headers: a 101 has no body. (Stages cannot set the fields written
     /// below: weir::headers refuses them.)
@@ -43,16 +54,17 @@ public:
     /// The upgrade fields no stage may set.
     void write_protocol_fields(std::string& out) const {
         out += "Upgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Accept: ";
-        out += handshake_.accept_key;
+        const websocket_handshake& handshake = setup_->handshake;
+        out += handshake.accept_key;
         out += "\r\n";
-        if (!handshake_.subprotocol.empty()) {
+        if (!handshake.subprotocol.empty()) {
             out += "Sec-WebSocket-Protocol: ";
-            out += handshake_.subprotocol;
+            out += handshake.subprotocol;
             out += "\r\n";
         }
-        if (handshake_.deflate) {
+        if (handshake.deflate) {
             out += "Sec-WebSocket-Extensions: ";
-            out += handshake_.deflate->response;
+            out += handshake.deflate->response;
             out += "\r\n";
         }
     }
@@ -62,20 +74,21 @@ public:
     /// with 1001. The session runs from callbacks (see weir::callback_protocol): while it is idle it is one
     /// readiness wait, and its deadlines are entries in the event loop's sweep.
     void start(upgraded_connection& connection, upgrade_done done) {
-        auto session = std::make_shared<websocket_connection>(connection.transport(), std::move(options_),
-                                                              handshake_.subprotocol, connection.take_leftover());
-        if (handshake_.deflate) session->use_deflate(*handshake_.deflate);
-        handshake_.deflate.reset(); // the head is written: the session holds what it needs
-        std::string().swap(handshake_.accept_key);
-        connection.on_shutdown([weak = std::weak_ptr<websocket_connection>(session)] {
-            if (auto s = weak.lock()) s->going_away();
-        });
+        // The connection keeps this object for as long as the session runs: what only the handshake and the
+        // start needed goes now.
+        std::unique_ptr<setup> s = std::move(setup_);
+        auto session = std::make_shared<websocket_connection>(connection.transport(), s->options,
+                                                              std::move(s->handshake.subprotocol),
+                                                              connection.take_leftover());
+        if (s->handshake.deflate) session->use_deflate(*s->handshake.deflate, s->options.deflate);
+        // A plain pointer (no allocation for the callback): the connection keeps this object, and so the
+        // session, for as long as it keeps the callback.
+        connection.on_shutdown([started = session.get()] { started->going_away(); });
         session_ = session;
-        session->start(std::move(handler_), std::move(callbacks_), &connection,
-                       [&connection, done = std::move(done)](std::exception_ptr e) {
-                           connection.on_shutdown({});
-                           done(std::move(e));
-                       });
+        auto handler = std::move(s->handler);
+        auto callbacks = std::move(s->callbacks);
+        s.reset();
+        session->start(std::move(handler), std::move(callbacks), &connection, std::move(done));
     }
 
     /// The same session as a coroutine: waits until start()'s session has ended, and rethrows what its handler
@@ -85,13 +98,20 @@ public:
     }
 
     /// The subprotocol the handshake chose, or "".
-    const std::string& subprotocol() const noexcept { return handshake_.subprotocol; }
+    const std::string& subprotocol() const noexcept {
+        static const std::string none;
+        return setup_ ? setup_->handshake.subprotocol : session_ ? session_->subprotocol() : none;
+    }
 
 private:
-    websocket_handshake handshake_;
-    websocket_handler handler_;
-    std::shared_ptr<const websocket_callbacks> callbacks_;
-    websocket_options options_;
+    // What the head and the start of the session need.
+    struct setup {
+        websocket_handshake handshake;
+        websocket_handler handler;
+        std::shared_ptr<const websocket_callbacks> callbacks;
+        websocket_options options;
+    };
+    std::unique_ptr<setup> setup_;                  // until the session starts
     std::shared_ptr<websocket_connection> session_; // once started, until the connection lets this go
 };
 

@@ -5,7 +5,9 @@
 #include <weir/detail/websocket_deflate_negotiation.hpp>
 #include <weir/detail/websocket_fifo.hpp>
 #include <weir/detail/websocket_frame.hpp>
+#include <weir/detail/websocket_limits.hpp>
 #include <weir/detail/websocket_notifier.hpp>
+#include <weir/detail/websocket_spares.hpp>
 #include <weir/transport.hpp>
 #include <weir/upgrade.hpp>
 #include <weir/websocket/options.hpp>
@@ -151,12 +153,12 @@ class websocket_connection : public std::enable_shared_from_this<websocket_conne
 public:
     /// A session on an upgraded socket; `leftover` holds bytes that arrived after the handshake. The server
     /// makes these (weir::websocket); tests may too.
-    websocket_connection(weir::transport& transport, websocket_options options, std::string subprotocol = {},
+    websocket_connection(weir::transport& transport, const websocket_options& options, std::string subprotocol = {},
                          std::string leftover = {})
-        : stream_(transport), executor_(stream_.get_executor()), options_(std::move(options)),
-          subprotocol_(std::move(subprotocol)), reader_(options_.max_message_size),
-          loop_(detail::event_loop::of(detail::io_context_of(executor_))) {
-        in_ = std::move(leftover);
+        : stream_(transport), limits_(detail::ws_limits_table::of(stream_.get_executor().context()).get(options)),
+          reader_(options.max_message_size), loop_(detail::event_loop::of(stream_.get_executor().context())) {
+        if (!subprotocol.empty()) more().subprotocol = std::move(subprotocol);
+        if (!leftover.empty()) more().in = std::move(leftover);
     }
 
     websocket_connection(const websocket_connection&) = delete;
@@ -165,11 +167,12 @@ public:
 
     /// The next message, or nothing once the session has closed (then close_status() says how).
     asio::awaitable<std::optional<websocket_message>> read() {
-        while (inbox_.empty() && !read_done_) co_await readable_.async_wait(asio::use_awaitable);
-        if (inbox_.empty()) co_return std::nullopt;
-        std::optional<websocket_message> m(std::move(inbox_.front()));
-        inbox_.pop_front();
-        inbox_bytes_ -= m->data.size();
+        coroutine_state& co = coroutines();
+        while (co.inbox.empty() && !read_done_) co_await co.readable.async_wait(asio::use_awaitable);
+        if (co.inbox.empty()) co_return std::nullopt;
+        std::optional<websocket_message> m(std::move(co.inbox.front()));
+        co.inbox.pop_front();
+        co.inbox_bytes -= m->data.size();
         resume_reading(); // the frame reader may wait for room
         co_return m;
     }
@@ -200,24 +203,28 @@ public:
     /// is cut to 123 bytes at a character boundary, and left out if it is not UTF-8.
     asio::awaitable<void> close(close_code code = close_code::normal, std::string_view reason = {}) {
         begin_close(code, reason);
-        while (!finished_) co_await readable_.async_wait(asio::use_awaitable);
+        while (!finished_) co_await coroutines().readable.async_wait(asio::use_awaitable);
     }
 
     /// A handle to send from other threads (the session must be owned by a shared_ptr, as the server's are).
     std::shared_ptr<websocket_sender> sender() {
-        if (!sender_link_) {
-            sender_link_ = std::make_shared<detail::ws_sender_link>();
-            sender_link_->session = weak_from_this();
-            sender_link_->executor = executor_;
-            sender_link_->budget = options_.send_queue_bytes;
-            sender_link_->on_full = options_.on_full;
-            if (finished_) sender_link_->open = false;
+        auto& link = more().sender_link;
+        if (!link) {
+            link = std::make_shared<detail::ws_sender_link>();
+            link->session = weak_from_this();
+            link->executor = stream_.get_executor();
+            link->budget = limits_->send_queue_bytes;
+            link->on_full = limits_->on_full;
+            if (finished_) link->open = false;
         }
-        return std::shared_ptr<websocket_sender>(new websocket_sender(sender_link_));
+        return std::shared_ptr<websocket_sender>(new websocket_sender(link));
     }
 
     /// The subprotocol chosen in the handshake, or "".
-    const std::string& subprotocol() const noexcept { return subprotocol_; }
+    const std::string& subprotocol() const noexcept {
+        static const std::string none;
+        return more_ ? more_->subprotocol : none;
+    }
 
     /// True if the handshake agreed on permessage-deflate (RFC 7692): messages of at least
     /// websocket_options::deflate.threshold bytes go out compressed, and the peer may compress its own.
@@ -227,13 +234,16 @@ public:
     bool is_open() const noexcept { return !close_queued_ && !finished_; }
 
     /// How the session ended (meaningful once read() returned nothing).
-    const websocket_close_status& close_status() const noexcept { return status_; }
+    const websocket_close_status& close_status() const noexcept {
+        static const websocket_close_status none;
+        return more_ ? more_->status : none;
+    }
 
     /// Messages waiting to be written (including those being written).
     std::size_t queued_messages() const noexcept { return queued_count_; }
 
     /// The session's executor: a strand of one thread.
-    asio::any_io_executor get_executor() const { return executor_; }
+    asio::any_io_executor get_executor() const { return stream_.get_executor(); }
 
 private:
     friend class websocket;
@@ -245,10 +255,41 @@ private:
         bool compressed = false; // the payload is deflated: its frame has RSV1 set
     };
 
+    struct segment {
+        const char* data;
+        std::size_t offset, size;
+    };
+    // What sending needs, taken from the loop's spares while something waits to be written (sending()) and
+    // given back when all is written (release_send_state()).
+    struct send_state {
+        detail::ws_fifo<outgoing> outbox;  // messages, then possibly our close
+        detail::ws_fifo<outgoing> control; // at most one pong and one ping, ahead of messages
+        std::vector<outgoing> batch;
+        std::string scratch;
+        std::vector<segment> segments;
+        std::vector<asio::const_buffer> buffers;
+        std::size_t batch_bytes = 0;
+        std::size_t write_left = 0; // of the batch, while waiting for writability
+
+        // Empties it for the next session, keeping buffers only as big as a few small messages need.
+        void trim() noexcept {
+            if (outbox.capacity() > 64) outbox.release();
+            outbox.clear();
+            control.clear();
+            batch.clear();
+            segments.clear();
+            buffers.clear();
+            if (scratch.capacity() > 16 * 1024) std::string().swap(scratch);
+            scratch.clear();
+            batch_bytes = write_left = 0;
+        }
+    };
+
     // The handshake agreed on permessage-deflate (called before run()). Without zlib no agreement is made.
-    void use_deflate([[maybe_unused]] const detail::ws_deflate_agreement& agreement) {
+    void use_deflate([[maybe_unused]] const detail::ws_deflate_agreement& agreement,
+                     [[maybe_unused]] const websocket_deflate_options& options) {
 #if defined(WEIR_HAS_ZLIB)
-        deflate_ = std::make_unique<detail::ws_deflate_session>(agreement, options_.deflate);
+        deflate_ = std::make_unique<detail::ws_deflate_session>(agreement, options);
         reader_.use_inflater(&deflate_->inflater());
 #endif
     }
@@ -273,10 +314,11 @@ private:
         done_ = std::move(done);
         heard();
         if (handler) {
-            handler_ = std::move(handler); // a capturing coroutine lambda needs its object while it runs
+            coroutine_state& co = coroutines();
+            co.handler = std::move(handler); // a capturing coroutine lambda needs its object while it runs
             handler_running_ = true;
-            asio::co_spawn(executor_, handler_(*this),
-                           asio::bind_cancellation_slot(handler_cancel_.slot(), [self](std::exception_ptr e) {
+            asio::co_spawn(stream_.get_executor(), co.handler(*this),
+                           asio::bind_cancellation_slot(co.cancel.slot(), [self](std::exception_ptr e) {
                                self->handler_finished(std::move(e));
                            }));
         } else if (callbacks) {
@@ -290,8 +332,10 @@ private:
 
     void handler_finished(std::exception_ptr e) {
         handler_running_ = false;
-        inbox_.release();
-        inbox_bytes_ = 0;
+        if (co_) {
+            co_->inbox.release();
+            co_->inbox_bytes = 0;
+        }
         if (e) {
             bool cancelled = false;
             try {
@@ -301,7 +345,7 @@ private:
             } catch (...) {
             }
             if (!(cancelled && finished_)) {
-                handler_error_ = e;
+                more().handler_error = e;
                 begin_close(close_code::internal_error, {});
             }
         } else {
@@ -319,7 +363,7 @@ private:
             call();
         } catch (...) {
             callbacks_.reset();
-            if (!handler_error_) handler_error_ = std::current_exception();
+            if (!more().handler_error) more_->handler_error = std::current_exception();
             begin_close(close_code::internal_error, {});
         }
     }
@@ -358,15 +402,16 @@ private:
     // One read and what it brings: into the event loop's buffer, copied out only when a full inbox leaves part
     // of it unread; a large frame's payload straight into its message.
     void read_frames() {
-        if (in_pos_ < in_.size()) {
+        if (more_ && more_->in_pos < more_->in.size()) {
             // Bytes kept from before: the handshake's leftover, or what a full inbox left unread.
-            in_pos_ += dispatch(in_.data() + in_pos_, in_.size() - in_pos_);
-            if (in_pos_ < in_.size() && reading_frames_ && !aborted_) {
+            std::string& in = more_->in;
+            more_->in_pos += dispatch(in.data() + more_->in_pos, in.size() - more_->in_pos);
+            if (more_->in_pos < in.size() && reading_frames_ && !aborted_) {
                 paused_ = true; // read() resumes
                 return;
             }
-            std::string().swap(in_);
-            in_pos_ = 0;
+            std::string().swap(in);
+            more_->in_pos = 0;
             again_ = true;
             return;
         }
@@ -412,7 +457,7 @@ private:
         drained_ = n < buffer.size();
         std::size_t used = dispatch(buffer.data(), n);
         // The loop's buffer is the next reader's: keep what the inbox had no room for.
-        if (used < n && reading_frames_ && !aborted_) in_.assign(buffer.data() + used, n - used);
+        if (used < n && reading_frames_ && !aborted_) more().in.assign(buffer.data() + used, n - used);
     }
 
     // Feeds bytes to the frame reader and acts on what it finds, until they are used up, reading stops, or
@@ -463,7 +508,7 @@ private:
         if (++reads_without_wait_ < max_reads_without_wait) return false;
         reads_without_wait_ = 0;
         wait_pending_ = true;
-        asio::post(executor_, [self = shared_from_this()] {
+        asio::post(stream_.get_executor(), [self = shared_from_this()] {
             self->wait_pending_ = false;
             self->advance();
         });
@@ -482,28 +527,30 @@ private:
         ended_ = true;
         finish();
         if (!handler_running_) return complete();
-        grace_deadline_.arm(loop_.deadlines(), options_.close_timeout);
+        phase_deadline_.arm(loop_.deadlines(), limits_->close_timeout);
     }
 
     void complete() {
         if (completed_) return;
         completed_ = true;
-        grace_deadline_.cancel();
+        phase_deadline_.cancel();
         auto self = shared_from_this();
-        if (auto done = std::move(done_)) done(handler_error_);
+        if (auto done = std::move(done_)) done(more_ ? more_->handler_error : nullptr);
     }
 
     // Full once it holds inbox_limit messages or inbox_bytes bytes; a message of any size fits an empty one.
     bool inbox_full() const noexcept {
-        return !inbox_.empty() && (inbox_.size() >= inbox_limit || inbox_bytes_ >= options_.inbox_bytes);
+        return co_ && !co_->inbox.empty() &&
+               (co_->inbox.size() >= inbox_limit || co_->inbox_bytes >= limits_->inbox_bytes);
     }
 
     // The peer said something: its idle and ping deadlines start again (not while closing: then only the
     // close deadline counts).
     void heard() {
         if (close_queued_ || finished_) return;
-        if (options_.idle_timeout.count() > 0) idle_deadline_.arm(loop_.deadlines(), options_.idle_timeout);
-        if (options_.ping_interval.count() > 0) ping_deadline_.arm(loop_.deadlines(), options_.ping_interval);
+        if (writing_) heard_while_writing_ = true; // the write deadline stands
+        else if (limits_->idle_timeout.count() > 0) timeout_deadline_.arm(loop_.deadlines(), limits_->idle_timeout);
+        if (limits_->ping_interval.count() > 0) phase_deadline_.arm(loop_.deadlines(), limits_->ping_interval);
     }
 
     void on_event(const detail::ws_event& event) {
@@ -517,9 +564,9 @@ private:
             }
             // After the handler returned, or while closing with a full inbox, nobody will read it.
             if (!handler_running_ || (close_queued_ && inbox_full())) break;
-            inbox_bytes_ += m.data.size();
-            inbox_.push_back(std::move(m));
-            readable_.notify_all();
+            co_->inbox_bytes += m.data.size();
+            co_->inbox.push_back(std::move(m));
+            co_->readable.notify_all();
             break;
         }
         case detail::ws_event::ping: {
@@ -527,17 +574,18 @@ private:
             // A pong goes out at once if the socket takes it. At most one waits: a newer ping's payload
             // replaces the unsent one (RFC 6455 5.5.3 allows answering only the latest), so a peer that pings
             // and never reads costs at most 125 bytes here and meets the write deadline.
-            auto it = std::find_if(control_.begin(), control_.end(),
+            auto& control = sending().control;
+            auto it = std::find_if(control.begin(), control.end(),
                                    [](const outgoing& o) { return o.opcode == detail::ws_pong; });
-            if (it != control_.end()) it->payload.owned_.assign(event.payload);
-            else control_.push_back({detail::ws_pong, std::string(event.payload)});
+            if (it != control.end()) it->payload.owned_.assign(event.payload);
+            else control.push_back({detail::ws_pong, std::string(event.payload)});
             if (!writing_) flush();
             break;
         }
         case detail::ws_event::pong: break; // the peer is alive: heard() already noted it
         case detail::ws_event::close:
             if (!close_queued_) {
-                status_ = {static_cast<close_code>(event.code), std::string(event.payload), true};
+                more().status = {static_cast<close_code>(event.code), std::string(event.payload), true};
                 // Answer with the peer's code (none if it sent none); what was still queued is dropped.
                 queue_close(event.code == 1005 ? 0 : event.code, {}, true);
             }
@@ -545,7 +593,7 @@ private:
             break;
         case detail::ws_event::fail:
             if (!close_queued_) {
-                status_ = {static_cast<close_code>(event.code), std::string(event.why), false};
+                more().status = {static_cast<close_code>(event.code), std::string(event.why), false};
                 queue_close(event.code, event.why, true);
             }
             stop_reading();
@@ -555,7 +603,7 @@ private:
 
     void peer_gone() {
         peer_gone_ = true;
-        if (!close_queued_) status_ = {close_code::abnormal_closure, {}, true};
+        if (!close_queued_) more().status = {close_code::abnormal_closure, {}, true};
         stop_reading();
     }
 
@@ -563,9 +611,9 @@ private:
     void stop_reading() {
         reading_frames_ = false;
         read_done_ = true;
-        readable_.notify_all();
+        if (co_) co_->readable.notify_all();
         if (auto callbacks = std::move(callbacks_); callbacks && callbacks->on_close)
-            call_back([&] { callbacks->on_close(*this, status_); });
+            call_back([&] { callbacks->on_close(*this, close_status()); });
     }
     // ---- closing -------------------------------------------------------------------------------------
 
@@ -574,7 +622,7 @@ private:
         unsigned c = static_cast<unsigned>(code);
         if (c == 1005) c = 0;
         else if (!detail::ws_close_code_allowed(c)) c = 1011;
-        status_ = {static_cast<close_code>(c == 0 ? 1005 : c), std::string(reason), false};
+        more().status = {static_cast<close_code>(c == 0 ? 1005 : c), std::string(reason), false};
         queue_close(static_cast<unsigned short>(c), reason, false);
     }
 
@@ -594,22 +642,22 @@ private:
             }
             if (detail::is_valid_utf8(reason)) payload.append(reason);
         }
-        outbox_.push_back({detail::ws_close, std::move(payload)});
-        idle_deadline_.cancel();
-        ping_deadline_.cancel();
-        close_deadline_.arm(loop_.deadlines(), options_.close_timeout);
-        room_.notify_all(); // waiting senders give up: the session is closing
+        sending().outbox.push_back({detail::ws_close, std::move(payload)});
+        if (!writing_) timeout_deadline_.cancel(); // a waiting write keeps its deadline
+        phase_deadline_.arm(loop_.deadlines(), limits_->close_timeout);
+        if (co_) co_->room.notify_all(); // waiting senders give up: the session is closing
         schedule_flush();
         resume_reading(); // a reader paused by a full inbox reads on, to see the peer's close
     }
 
     // Forgets the messages not yet being written.
     void drop_queued() noexcept {
-        for (auto& o : outbox_) {
+        if (!send_) return;
+        for (auto& o : send_->outbox) {
             --queued_count_;
             queued_bytes_ -= o.payload.size();
         }
-        outbox_.clear();
+        send_->outbox.clear();
     }
 
     // Ends the session for good: nothing more is read or written.
@@ -630,21 +678,23 @@ private:
         stream_.cancel(); // a write still pending ends now
         cancel_deadlines();
         drop_queued();
-        control_.release();
-        outbox_.release();
-        release_write_buffers();
-        std::string().swap(in_);
+        if (send_) send_->control.clear();
+        release_send_state();
+        if (more_) std::string().swap(more_->in);
         unlink_senders();
-        readable_.notify_all();
-        room_.notify_all();
+        if (co_) {
+            co_->readable.notify_all();
+            co_->room.notify_all();
+        }
     }
 
     // From now on every websocket_sender call is a no-op returning false.
     void unlink_senders() noexcept {
-        if (!sender_link_) return;
-        std::lock_guard lock(sender_link_->mutex);
-        sender_link_->open = false;
-        sender_link_->executor = asio::any_io_executor();
+        if (!more_ || !more_->sender_link) return;
+        auto& link = *more_->sender_link;
+        std::lock_guard lock(link.mutex);
+        link.open = false;
+        link.executor = asio::any_io_executor();
     }
 
     // Called on the executor when the server shuts down.
@@ -653,12 +703,12 @@ private:
     // ---- sending -------------------------------------------------------------------------------------
 
     asio::awaitable<bool> send_message(std::uint8_t opcode, websocket_payload payload) {
-        while (!close_queued_ && !finished_ && queue_full()) co_await room_.async_wait(asio::use_awaitable);
+        while (!close_queued_ && !finished_ && queue_full()) co_await coroutines().room.async_wait(asio::use_awaitable);
         co_return enqueue(opcode, std::move(payload));
     }
 
     bool queue_full() const noexcept {
-        return queued_count_ >= options_.send_queue_capacity || queued_bytes_ >= options_.send_queue_bytes;
+        return queued_count_ >= limits_->send_queue_capacity || queued_bytes_ >= limits_->send_queue_bytes;
     }
 
     bool enqueue(std::uint8_t opcode, websocket_payload payload) {
@@ -673,7 +723,7 @@ private:
         }
         ++queued_count_;
         queued_bytes_ += payload.size();
-        outbox_.push_back({opcode, std::move(payload), compressed});
+        sending().outbox.push_back({opcode, std::move(payload), compressed});
         schedule_flush();
         return true;
     }
@@ -682,7 +732,7 @@ private:
     void enqueue_from_elsewhere(std::uint8_t opcode, websocket_payload payload) {
         if (close_queued_ || finished_) return;
         if (queue_full()) {
-            if (options_.on_full == websocket_full_queue_policy::drop_message) return;
+            if (limits_->on_full == websocket_full_queue_policy::drop_message) return;
             return fail_send_queue();
         }
         enqueue(opcode, std::move(payload));
@@ -691,7 +741,7 @@ private:
     // A sender from another thread overran the send budget (websocket_full_queue_policy::close_session).
     void fail_send_queue() {
         if (close_queued_ || finished_) return;
-        status_ = {close_code::policy_violation, "send queue full", false};
+        more().status = {close_code::policy_violation, "send queue full", false};
         queue_close(1008, "send queue full", true);
     }
 
@@ -699,7 +749,7 @@ private:
     void schedule_flush() {
         if (flush_posted_ || writing_ || finished_) return;
         flush_posted_ = true;
-        asio::post(executor_, [self = shared_from_this()] {
+        asio::post(stream_.get_executor(), [self = shared_from_this()] {
             self->flush_posted_ = false;
             self->flush();
         });
@@ -707,21 +757,23 @@ private:
 
     void flush() {
         while (!writing_ && !finished_ && !aborted_ && !close_sent_) {
-            if (!gather()) return;
+            if (!gather()) return release_send_state(); // all written
             // The stream is non-blocking: try at once, wait for writability only for what did not fit.
             asio::error_code ec;
-            std::size_t n = stream_.write_some(buffers_, ec);
+            std::size_t n = stream_.write_some(send_->buffers, ec);
             if (ec == asio::error::would_block) ec = {}, n = 0;
             if (ec) return write_failed();
             if (link_) link_->count_written(n);
-            if (n == batch_bytes_) {
+            if (n == send_->batch_bytes) {
                 written();
                 continue;
             }
             consume(n);
-            write_left_ = batch_bytes_ - n;
+            send_->write_left = send_->batch_bytes - n;
             writing_ = true;
-            if (options_.idle_timeout.count() > 0) write_deadline_.arm(loop_.deadlines(), options_.idle_timeout);
+            heard_while_writing_ = false;
+            if (limits_->idle_timeout.count() > 0)
+                timeout_deadline_.arm(loop_.deadlines(), limits_->idle_timeout);
             wait_writable();
             return;
         }
@@ -736,17 +788,17 @@ private:
             }
             std::size_t n = 0;
             if (!ec) {
-                n = self->stream_.write_some(self->buffers_, ec);
+                n = self->stream_.write_some(self->send_->buffers, ec);
                 if (ec == asio::error::would_block) ec = {}, n = 0;
             }
             if (!ec && self->link_) self->link_->count_written(n);
-            if (!ec && n < self->write_left_) {
+            if (!ec && n < self->send_->write_left) {
                 self->consume(n);
-                self->write_left_ -= n;
+                self->send_->write_left -= n;
                 return self->wait_writable();
             }
             self->writing_ = false;
-            self->write_deadline_.cancel();
+            self->write_done_waiting();
             if (ec) return self->write_failed();
             self->written();
             self->flush();
@@ -756,77 +808,89 @@ private:
     // Takes what goes out next (control frames first, then messages, nothing after a close) and lays out
     // its buffers. False if there is nothing to write.
     bool gather() {
-        batch_.clear();
-        while (!control_.empty()) {
-            batch_.push_back(std::move(control_.front()));
-            control_.pop_front();
+        if (!send_) return false;
+        auto& outbox = send_->outbox;
+        auto& control = send_->control;
+        auto& batch = send_->batch;
+        auto& scratch = send_->scratch;
+        batch.clear();
+        while (!control.empty()) {
+            batch.push_back(std::move(control.front()));
+            control.pop_front();
         }
-        while (!outbox_.empty() && batch_.size() < batch_limit) {
-            batch_.push_back(std::move(outbox_.front()));
-            outbox_.pop_front();
-            if (batch_.back().opcode == detail::ws_close) {
-                outbox_.clear();
+        while (!outbox.empty() && batch.size() < batch_limit) {
+            batch.push_back(std::move(outbox.front()));
+            outbox.pop_front();
+            if (batch.back().opcode == detail::ws_close) {
+                outbox.clear();
                 break;
             }
         }
-        if (batch_.empty()) return false;
+        if (batch.empty()) return false;
         // Headers, and payloads small enough to copy, share one contiguous scratch buffer: a batch of small
         // messages is one iovec. Large payloads are written from where they are.
-        scratch_.clear();
-        segments_.clear();
-        for (auto& o : batch_) {
+        scratch.clear();
+        send_->segments.clear();
+        for (auto& o : batch) {
             auto payload = o.payload.view();
             char header[10];
             std::size_t h = detail::write_ws_frame_header(header, o.opcode, payload.size());
             if (o.compressed) header[0] = static_cast<char>(header[0] | 0x40); // RSV1: permessage-deflate
-            std::size_t at = scratch_.size();
-            scratch_.append(header, h);
+            std::size_t at = scratch.size();
+            scratch.append(header, h);
             if (payload.size() <= small_payload) {
-                scratch_.append(payload);
-                add_segment(nullptr, at, scratch_.size() - at);
+                scratch.append(payload);
+                add_segment(nullptr, at, scratch.size() - at);
             } else {
                 add_segment(nullptr, at, h);
                 add_segment(payload.data(), 0, payload.size());
             }
         }
-        buffers_.clear();
-        batch_bytes_ = 0;
-        for (auto& s : segments_) {
-            const char* p = s.data ? s.data : scratch_.data() + s.offset;
-            buffers_.emplace_back(p, s.size);
-            batch_bytes_ += s.size;
+        send_->buffers.clear();
+        send_->batch_bytes = 0;
+        for (auto& s : send_->segments) {
+            const char* p = s.data ? s.data : scratch.data() + s.offset;
+            send_->buffers.emplace_back(p, s.size);
+            send_->batch_bytes += s.size;
         }
         return true;
     }
 
-    // Frees the batch's scratch memory (not while a write uses it).
-    void release_write_buffers() noexcept {
-        if (writing_) return;
-        std::vector<outgoing>().swap(batch_);
-        std::string().swap(scratch_);
-        std::vector<segment>().swap(segments_);
-        std::vector<asio::const_buffer>().swap(buffers_);
+    // Gives the send queue and batch back to the loop once nothing waits to be written: a quiet session
+    // holds none (not while a write uses them).
+    void release_send_state() noexcept {
+        if (!send_ || writing_ || !send_->outbox.empty() || !send_->control.empty()) return;
+        send_->trim();
+        detail::ws_spares<send_state>::of(stream_.get_executor().context()).give(std::move(send_));
+    }
+
+    send_state& sending() {
+        if (!send_) send_ = detail::ws_spares<send_state>::of(stream_.get_executor().context()).take();
+        return *send_;
     }
 
     void add_segment(const char* data, std::size_t offset, std::size_t size) {
-        if (!data && !segments_.empty() && !segments_.back().data &&
-            segments_.back().offset + segments_.back().size == offset) {
-            segments_.back().size += size; // adjacent in scratch: one buffer
+        auto& segments = send_->segments;
+        if (!data && !segments.empty() && !segments.back().data &&
+            segments.back().offset + segments.back().size == offset) {
+            segments.back().size += size; // adjacent in scratch: one buffer
             return;
         }
-        segments_.push_back({data, offset, size});
+        segments.push_back({data, offset, size});
     }
 
-    // Drops the first n written bytes from buffers_.
+    // Drops the first n written bytes from the batch's buffers.
     void consume(std::size_t n) {
+        auto& buffers = send_->buffers;
         std::size_t i = 0;
-        while (i < buffers_.size() && n >= buffers_[i].size()) n -= buffers_[i++].size();
-        buffers_.erase(buffers_.begin(), buffers_.begin() + static_cast<std::ptrdiff_t>(i));
-        if (!buffers_.empty() && n > 0) buffers_.front() += n;
+        while (i < buffers.size() && n >= buffers[i].size()) n -= buffers[i++].size();
+        buffers.erase(buffers.begin(), buffers.begin() + static_cast<std::ptrdiff_t>(i));
+        if (!buffers.empty() && n > 0) buffers.front() += n;
     }
 
     void written() {
-        for (auto& o : batch_) {
+        auto& batch = send_->batch;
+        for (auto& o : batch) {
             if (o.opcode == detail::ws_close) close_sent_ = true;
             else if (o.opcode == detail::ws_text || o.opcode == detail::ws_binary) {
                 --queued_count_;
@@ -836,13 +900,20 @@ private:
                     reader_.recycle(std::move(bytes));
             }
         }
-        batch_.clear();
-        room_.notify_all();
+        batch.clear();
+        if (co_) co_->room.notify_all();
         if (close_sent_) advance(); // the closing handshake goes on
     }
 
+    // A write that waited for the peer is done: the timeout entry becomes the idle deadline again.
+    void write_done_waiting() {
+        if (close_queued_ || finished_) timeout_deadline_.cancel();
+        else if (heard_while_writing_ && limits_->idle_timeout.count() > 0)
+            timeout_deadline_.arm(loop_.deadlines(), limits_->idle_timeout);
+    }
+
     void write_failed() {
-        if (!close_queued_) status_ = {close_code::abnormal_closure, {}, true};
+        if (!close_queued_) more().status = {close_code::abnormal_closure, {}, true};
         abort();
     }
 
@@ -857,17 +928,35 @@ private:
         (self.get()->*Expired)();
     }
 
+    //
+    // An idle session holds two entries rather than one per deadline:
+    // - the timeout entry (idle_timeout) is the idle deadline (the peer said nothing for that long) and the
+    //   write deadline (a write waited that long for the peer to read). While a write waits, it is the write
+    //   deadline: what the peer says then does not move it, and once the write is done the idle deadline
+    //   starts again if the peer spoke meanwhile (else it stays where the write put it, a little later than
+    //   the peer's last word);
+    // - the phase entry is the ping deadline while the session is open, the close deadline while it closes,
+    //   and the handler's grace once it has ended: never two at once.
     void cancel_deadlines() noexcept {
-        idle_deadline_.cancel();
-        ping_deadline_.cancel();
-        close_deadline_.cancel();
-        write_deadline_.cancel();
+        timeout_deadline_.cancel();
+        phase_deadline_.cancel();
+    }
+
+    void timeout_expired() {
+        if (writing_) write_expired();
+        else idle_expired();
+    }
+
+    void phase_expired() {
+        if (ended_) grace_expired();
+        else if (close_queued_) close_expired();
+        else ping_due();
     }
 
     // The peer sent nothing, not even a pong, for idle_timeout.
     void idle_expired() {
         if (close_queued_ || finished_) return;
-        status_ = {close_code::abnormal_closure, "peer silent", false};
+        more().status = {close_code::abnormal_closure, "peer silent", false};
         abort();
     }
 
@@ -876,15 +965,13 @@ private:
         if (close_queued_ || finished_) return;
         // A quiet session keeps no buffer for the next message, nor the memory of its last burst.
         reader_.drop_spare();
-        if (inbox_.empty()) inbox_.release();
-        if (outbox_.empty()) outbox_.release();
-        if (control_.empty()) control_.release();
-        if (!writing_) release_write_buffers();
-        bool waiting = std::any_of(control_.begin(), control_.end(),
+        if (co_ && co_->inbox.empty()) co_->inbox.release();
+        auto& control = sending().control;
+        bool waiting = std::any_of(control.begin(), control.end(),
                                    [](const outgoing& o) { return o.opcode == detail::ws_ping; });
-        if (!waiting) control_.push_back({detail::ws_ping, std::string()});
+        if (!waiting) control.push_back({detail::ws_ping, std::string()});
         schedule_flush();
-        ping_deadline_.arm(loop_.deadlines(), options_.ping_interval);
+        phase_deadline_.arm(loop_.deadlines(), limits_->ping_interval);
     }
 
     // The closing handshake took too long.
@@ -893,70 +980,75 @@ private:
     // A write waited idle_timeout for the peer to read.
     void write_expired() {
         if (!writing_ || finished_) return;
-        if (!close_queued_) status_ = {close_code::abnormal_closure, "peer stopped reading", false};
+        if (!close_queued_) more().status = {close_code::abnormal_closure, "peer stopped reading", false};
         abort();
     }
 
     // The handler's grace after the session ended: run() looks at the deadline when woken.
     void grace_expired() {
-        if (handler_running_) handler_cancel_.emit(asio::cancellation_type::terminal);
+        if (handler_running_) co_->cancel.emit(asio::cancellation_type::terminal);
     }
 
     // ---- state ---------------------------------------------------------------------------------------
 
     weir::transport& stream_; // the connection's; it outlives the session
-    asio::any_io_executor executor_;
-    websocket_options options_;
-    std::string subprotocol_;
+    std::shared_ptr<const detail::ws_limits> limits_; // shared with the loop's other sessions
     upgraded_connection* link_ = nullptr;
-    websocket_handler handler_;                            // a coroutine handler, kept while it may run
     std::shared_ptr<const websocket_callbacks> callbacks_; // or callbacks, until on_close
     upgrade_done done_;                                    // called once the session and its handler ended
 
     // Reading.
     std::unique_ptr<detail::ws_deflate_codec> deflate_; // permessage-deflate, when agreed
     detail::ws_frame_reader reader_;
-    std::string in_; // bytes kept between reads: the handshake's leftover, or what a full inbox left unread
-    std::size_t in_pos_ = 0;
     unsigned reads_without_wait_ = 0;
     std::size_t direct_window_ = direct_threshold * 4;
-    detail::ws_fifo<websocket_message> inbox_;
-    std::size_t inbox_bytes_ = 0;
 
     // Writing.
-    detail::ws_fifo<outgoing> outbox_;  // messages, then possibly our close
-    detail::ws_fifo<outgoing> control_; // at most one pong and one ping, ahead of messages
     std::size_t queued_count_ = 0, queued_bytes_ = 0;
-    std::vector<outgoing> batch_;
-    std::string scratch_;
-    struct segment {
-        const char* data;
-        std::size_t offset, size;
-    };
-    std::vector<segment> segments_;
-    std::vector<asio::const_buffer> buffers_;
-    std::size_t batch_bytes_ = 0;
-    std::size_t write_left_ = 0; // of the batch, while waiting for writability
+    std::unique_ptr<send_state> send_;
 
     // Waiting.
-    detail::ws_notifier readable_; // the handler's read() and close()
-    detail::ws_notifier room_;     // the handler's send()
-    asio::cancellation_signal handler_cancel_;
+    // What only coroutines use: made when a handler starts or a coroutine first waits, so that a session run
+    // by callbacks never holds it. Kept until the session is destroyed (a coroutine may wait on it).
+    struct coroutine_state {
+        websocket_handler handler;     // a coroutine handler, kept while it may run
+        asio::cancellation_signal cancel;
+        detail::ws_notifier readable;  // the handler's read() and close()
+        detail::ws_notifier room;      // the handler's send()
+        detail::ws_fifo<websocket_message> inbox;
+        std::size_t inbox_bytes = 0;
+    };
+    std::unique_ptr<coroutine_state> co_;
+    coroutine_state& coroutines() {
+        if (!co_) co_ = std::make_unique<coroutine_state>();
+        return *co_;
+    }
     detail::event_loop& loop_; // its receive buffer and deadline sweep (deadlines())
-    detail::deadline idle_deadline_{&on_deadline<&websocket_connection::idle_expired>, this};
-    detail::deadline ping_deadline_{&on_deadline<&websocket_connection::ping_due>, this};
-    detail::deadline close_deadline_{&on_deadline<&websocket_connection::close_expired>, this};
-    detail::deadline write_deadline_{&on_deadline<&websocket_connection::write_expired>, this};
-    detail::deadline grace_deadline_{&on_deadline<&websocket_connection::grace_expired>, this};
+    // Two entries serve the five deadlines (see "deadlines" above).
+    detail::deadline timeout_deadline_{&on_deadline<&websocket_connection::timeout_expired>, this};
+    detail::deadline phase_deadline_{&on_deadline<&websocket_connection::phase_expired>, this};
 
-    std::shared_ptr<detail::ws_sender_link> sender_link_; // made by the first sender()
-    websocket_close_status status_;
-    std::exception_ptr handler_error_;
+    // What many sessions never need while they run, made the first time one is: so an idle session holds a
+    // pointer rather than these.
+    struct extras {
+        std::string subprotocol;
+        websocket_close_status status;
+        std::string in; // bytes kept between reads: the handshake's leftover, or what a full inbox left unread
+        std::size_t in_pos = 0;
+        std::shared_ptr<detail::ws_sender_link> sender_link; // made by the first sender()
+        std::exception_ptr handler_error;
+    };
+    std::unique_ptr<extras> more_;
+    extras& more() {
+        if (!more_) more_ = std::make_unique<extras>();
+        return *more_;
+    }
     bool handler_running_ = false;
     bool reading_frames_ = true;
     bool read_done_ = false;
     bool flush_posted_ = false;
     bool writing_ = false;
+    bool heard_while_writing_ = false; // the peer spoke while a write waited
     bool close_queued_ = false;
     bool close_sent_ = false;
     bool peer_gone_ = false;

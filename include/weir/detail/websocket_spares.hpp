@@ -1,0 +1,50 @@
+#pragma once
+
+// Spare objects of one kind kept by an event loop (one io_context, one thread) for its WebSocket sessions: a
+// session takes one while it needs it (its send queue and write batch while it sends) and gives it back when
+// done, so a quiet session holds none and a busy loop reuses the same few, their buffers included.
+
+#include <asio/execution_context.hpp>
+#include <asio/io_context.hpp>
+
+#include <cstddef>
+#include <memory>
+#include <utility>
+#include <vector>
+
+namespace weir::detail {
+
+template <class T>
+class ws_spares final : public asio::execution_context::service {
+public:
+    using key_type = ws_spares;
+    static inline asio::execution_context::id id;
+
+    // More than this many would be memory kept for a burst that has passed.
+    static constexpr std::size_t max_kept = 16;
+
+    explicit ws_spares(asio::execution_context& context) : asio::execution_context::service(context) {}
+
+    static ws_spares& of(asio::io_context& io) { return asio::use_service<ws_spares>(io); }
+
+    std::unique_ptr<T> take() {
+        if (kept_.empty()) return std::make_unique<T>();
+        auto t = std::move(kept_.back());
+        kept_.pop_back();
+        return t;
+    }
+
+    // `t` must be as take() would want it (emptied).
+    void give(std::unique_ptr<T> t) {
+        if (kept_.size() < max_kept) kept_.push_back(std::move(t));
+    }
+
+    std::size_t kept() const noexcept { return kept_.size(); }
+
+private:
+    void shutdown() override { kept_.clear(); }
+
+    std::vector<std::unique_ptr<T>> kept_;
+};
+
+} // namespace weir::detail
