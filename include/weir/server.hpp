@@ -6,20 +6,12 @@
 #include <weir/reply.hpp>
 #include <weir/server_options.hpp>
 
-#include <asio/executor_work_guard.hpp>
-#include <asio/io_context.hpp>
 #include <asio/ip/tcp.hpp>
-#include <asio/signal_set.hpp>
-#include <asio/steady_timer.hpp>
 
-#include <atomic>
 #include <cstddef>
 #include <memory>
-#include <optional>
 #include <type_traits>
-#include <unordered_set>
 #include <utility>
-#include <vector>
 
 namespace weir {
 
@@ -37,68 +29,24 @@ concept application = std::is_invocable_v<App&, const request<>&> &&
 namespace detail {
 
 // The server, whatever the application: event loops and their threads, the acceptor and accept loop, signals,
-// graceful shutdown and its timers. server<App> adds the application and makes its connections.
+// graceful shutdown and its timers (<weir/impl/server.ipp>). server<App> adds the application.
 class server_core {
 public:
-    WEIR_DECL explicit server_core(server_options options);
+    WEIR_DECL server_core(server_options options, app_dispatch& app);
     server_core(const server_core&) = delete;
     server_core& operator=(const server_core&) = delete;
-    WEIR_DECL virtual ~server_core();
+    WEIR_DECL ~server_core();
 
     WEIR_DECL asio::ip::tcp::endpoint listen();
     WEIR_DECL void run();
     WEIR_DECL void stop();
     WEIR_DECL void reload_tls();
-    bool is_secure() const noexcept { return options_.tls != nullptr; }
-    std::size_t connection_count() const noexcept { return live_.load(); }
-
-protected:
-    // A connection of the application's, not started yet.
-    virtual std::shared_ptr<connection_base> make_connection(transport::socket_type socket,
-                                                             std::unique_ptr<secure_layer> secure,
-                                                             connection_owner& owner) = 0;
-    const server_options& options() const noexcept { return options_; }
+    WEIR_DECL bool is_secure() const noexcept;
+    WEIR_DECL std::size_t connection_count() const noexcept;
 
 private:
-    // Connections are found by address (a connection knows itself, not its shared_ptr).
-    struct by_address {
-        using is_transparent = void;
-        std::size_t operator()(const connection_base* c) const noexcept { return std::hash<const void*>()(c); }
-        std::size_t operator()(const std::shared_ptr<connection_base>& c) const noexcept { return (*this)(c.get()); }
-        template <class A, class B>
-        bool operator()(const A& a, const B& b) const noexcept {
-            return to_pointer(a) == to_pointer(b);
-        }
-        static const connection_base* to_pointer(const connection_base* c) noexcept { return c; }
-        static const connection_base* to_pointer(const std::shared_ptr<connection_base>& c) noexcept {
-            return c.get();
-        }
-    };
-
-    struct worker final : connection_owner {
-        explicit worker(server_core& s) : owner(s) {}
-        server_core& owner;
-        asio::io_context io{1};
-        asio::executor_work_guard<asio::io_context::executor_type> guard{io.get_executor()};
-        std::unordered_set<std::shared_ptr<connection_base>, by_address, by_address> connections;
-
-        WEIR_DECL void connection_ended(connection_base& c) override;
-    };
-
-    WEIR_DECL asio::awaitable<void> accept_loop();
-    WEIR_DECL void start(worker& w, transport::socket_type socket);
-    WEIR_DECL void maybe_finish();
-
-    // After shutdown_timeout has cancelled what was left, how long before the loops are stopped regardless.
-    static constexpr std::chrono::milliseconds shutdown_grace{1000};
-
-    server_options options_;
-    std::vector<std::unique_ptr<worker>> workers_;
-    std::optional<asio::ip::tcp::acceptor> acceptor_;
-    std::optional<asio::signal_set> signals_;
-    std::optional<asio::steady_timer> shutdown_timer_;
-    std::atomic<bool> stopping_{false};
-    std::atomic<std::size_t> live_{0};
+    struct state;
+    std::unique_ptr<state> state_;
 };
 
 } // namespace detail
@@ -114,20 +62,9 @@ class server {
                   "weir: the application must return a reply (weir::response, weir::pending<P>, "
                   "weir::reply<...>) or an asio::awaitable of one");
 
-    // The server core, with the one thing it needs of the application: its connections.
-    struct core final : detail::server_core {
-        core(App& a, server_options o) : server_core(std::move(o)), app(a) {}
-        std::shared_ptr<detail::connection_base> make_connection(transport::socket_type socket,
-                                                                 std::unique_ptr<detail::secure_layer> secure,
-                                                                 detail::connection_owner& owner) override {
-            return std::make_shared<detail::connection<App>>(std::move(socket), std::move(secure), app, options(),
-                                                             owner);
-        }
-        App& app;
-    };
-
 public:
-    server(App app, server_options options = {}) : app_(std::move(app)), core_(app_, std::move(options)) {}
+    server(App app, server_options options = {})
+        : app_(std::move(app)), dispatch_(app_), core_(std::move(options), dispatch_) {}
 
     server(const server&) = delete;
     server& operator=(const server&) = delete;
@@ -161,7 +98,8 @@ public:
 
 private:
     App app_;
-    core core_;
+    detail::app_dispatcher<App> dispatch_; // what every connection runs the application through
+    detail::server_core core_;
 };
 
 template <class App>

@@ -1,11 +1,16 @@
 #pragma once
 
-// The connection core's definitions: included by <weir/detail/connection.hpp> (header-only) or compiled once by
-// <weir/impl/src.hpp> (WEIR_SEPARATE_COMPILATION).
+// The connection core: included by <weir/detail/connection.hpp> (header-only) or compiled once by
+// <weir/impl/src.hpp> (WEIR_SEPARATE_COMPILATION). Only the server core (<weir/impl/server.ipp>) names it.
 
 #include <weir/detail/connection.hpp>
+#include <weir/detail/event_loop.hpp>
+#include <weir/http/parser.hpp>
+#include <weir/server_options.hpp>
 
 #include <asio/bind_cancellation_slot.hpp>
+#include <asio/cancellation_signal.hpp>
+#include <asio/ip/tcp.hpp>
 #include <asio/redirect_error.hpp>
 #include <asio/use_awaitable.hpp>
 
@@ -13,9 +18,147 @@
 
 #include <cstdint>
 #include <cstring>
+#include <exception>
 #include <stdexcept>
+#include <string_view>
+#include <vector>
 
 namespace weir::detail {
+
+class connection_base;
+
+// Who hears that a connection has ended (the server's worker, which holds it).
+class connection_owner {
+public:
+    // Runs on the connection's executor, once; the owner drops its reference.
+    virtual void connection_ended(connection_base& c) = 0;
+
+protected:
+    ~connection_owner() = default;
+};
+
+// What the server keeps of a live connection, so that a graceful shutdown can reach it.
+class connection_base {
+public:
+    virtual ~connection_base() = default;
+    // Starts serving; the owner hears when the connection ends.
+    virtual void start() = 0;
+    // Runs on the connection's executor.
+    virtual void begin_shutdown() = 0;
+    // At shutdown_timeout: cancels a running handler (answered 503 when it returns) and closes the rest.
+    virtual void force_close() = 0;
+    // A moment later: closes whatever is still open, a handler that ignored its cancellation included.
+    virtual void close_now() = 0;
+};
+
+// Reports through options.error_log, or one line on stderr.
+WEIR_DECL void report_error(const server_options& options, std::string_view what);
+
+// Reports through options.error_log, or one line on stderr.
+WEIR_DECL void report_error(const server_options& options, std::string_view what);
+
+// One HTTP/1.1 connection, whatever the application (see <weir/detail/connection.hpp>). Requests are handled in
+// order, so pipelined responses go out in request order.
+class connection_core final : public connection_base, public std::enable_shared_from_this<connection_core> {
+    using clock = std::chrono::steady_clock;
+    static constexpr std::size_t initial_buffer = 4096;
+    // Buffers that grew past this for one large message are freed once emptied. Above the 64 KiB of pipelined
+    // responses that may wait in out_, so steady pipelining never reallocates.
+    static constexpr std::size_t max_kept_buffer = 128 * 1024;
+    // Buffers kept per thread for connections that wake up (see spare_buffers).
+    static constexpr std::size_t max_spare_buffers = 64;
+    // Write buffers larger than this are freed, not kept as spares, when a connection goes idle.
+    static constexpr std::size_t max_kept_out = 16 * 1024;
+
+public:
+    // A plain application (app.plain()) is served without a coroutine while requests arrive whole and their
+    // responses are written at once (the common case). Anything else (a head split across reads, a body still
+    // coming, 100-continue, a parse error, a socket that is full) goes to serve(), which picks up from what is
+    // buffered.
+    WEIR_DECL connection_core(transport::socket_type socket, std::unique_ptr<secure_layer> secure, app_dispatch& app,
+                              const server_options& options, connection_owner& owner);
+    // An idle connection is this object and one pending readiness wait: no coroutine, no buffer. A coroutine
+    // (serve) runs only from the first readable byte until everything read has been answered; it ends when the
+    // connection is idle again.
+    WEIR_DECL void start() override;
+    WEIR_DECL void begin_shutdown() override;
+    WEIR_DECL void force_close() override;
+    WEIR_DECL void close_now() override;
+
+    // The services of <weir/detail/connection.hpp>'s namespace core.
+    WEIR_DECL void watch_for_hangup();
+    WEIR_DECL void stop_watching();
+    WEIR_DECL void append_response(const response& r, bool head, bool keep_alive);
+    WEIR_DECL void end_head_of_upgrade(std::size_t fields_start);
+    WEIR_DECL asio::awaitable<bool> hand_over(std::size_t consumed, std::string& leftover);
+    WEIR_DECL upgrade_done begin_upgrade(std::unique_ptr<running_upgrade_base> running);
+
+    std::string out_; // waiting to be written
+
+private:
+    // What a request's read waits for; each phase has one deadline.
+    enum class read_phase { none, idle, head, body };
+
+    WEIR_DECL void wait_for_request();
+    WEIR_DECL void on_readable();
+    WEIR_DECL void activate();
+    WEIR_DECL void finish();
+    WEIR_DECL asio::awaitable<void> serve();
+    WEIR_DECL void release_idle_buffers();
+    WEIR_DECL static void give_back(std::string& b, std::vector<std::string>& spare, std::size_t only_size);
+    WEIR_DECL void take_read_buffer();
+    WEIR_DECL static void take_spare(std::string& b, std::vector<std::string>& spare);
+    WEIR_DECL void close();
+    WEIR_DECL void set_deadline(std::chrono::milliseconds d);
+    WEIR_DECL void set_deadline_at(clock::time_point t);
+    WEIR_DECL void arm_toward(clock::time_point t);
+    WEIR_DECL static void on_expiry(void* context);
+    std::string_view buffered() const noexcept { return {buffer_.data() + begin_, end_ - begin_}; }
+    WEIR_DECL static std::vector<std::string>& spare_buffers();
+    WEIR_DECL static std::vector<std::string>& spare_out_buffers();
+    WEIR_DECL asio::awaitable<bool> read_more();
+    WEIR_DECL asio::awaitable<bool> flush();
+    WEIR_DECL asio::awaitable<void> linger_close(bool below_tls = false);
+    WEIR_DECL asio::awaitable<bool> handshake();
+    WEIR_DECL asio::awaitable<void> answer_error(status code, std::string_view reason);
+    WEIR_DECL asio::awaitable<void> serve_requests();
+    WEIR_DECL void take_request(http_request& message);
+    WEIR_DECL void answer_handler_failure(const http_request& message, const std::exception& e, bool head,
+                                          bool keep_alive);
+    WEIR_DECL void upgrade_ended(std::exception_ptr e);
+    WEIR_DECL static bool contains_connection_close(std::string_view fields) noexcept;
+    WEIR_DECL void release_buffers();
+
+public:
+    weir::transport transport_;
+    bool shutting_down_ = false;
+    bool cancelled_ = false; // shutdown_timeout cancelled the running handler
+
+private:
+    deadline_sweep& deadlines_;
+    deadline expiry_{&connection_core::on_expiry, this};
+    const server_options& options_;
+    connection_owner& owner_;
+    asio::ip::tcp::endpoint remote_;
+    std::string buffer_;
+    std::size_t begin_ = 0, end_ = 0;
+    clock::time_point deadline_{};
+    app_dispatch& app_;
+    bool handling_ = false;
+    upgraded_connection* upgraded_ = nullptr;
+    unsigned version_ = 11;  // of the request being answered (10: HTTP/1.0)
+    bool idle_ = false;
+    bool go_idle_ = false;   // serve() ended because the connection is idle, not closing
+    std::unique_ptr<running_upgrade_base> upgrade_; // a committed upgrade's session, while it runs
+    bool ended_ = false;
+    bool handshaking_ = false;
+    bool handshake_done_ = false;
+    bool close_after_ = false;
+    bool timed_out_ = false;
+    bool peer_gone_ = false; // the client went away while a handler ran
+    unsigned watch_ = 0;     // which hangup watch is current
+    asio::cancellation_signal cancel_;
+};
 
 WEIR_DECL void report_error(const server_options& options, std::string_view what) {
     if (options.error_log) options.error_log(what);
@@ -23,11 +166,11 @@ WEIR_DECL void report_error(const server_options& options, std::string_view what
 }
 
 WEIR_DECL connection_core::connection_core(transport::socket_type socket, std::unique_ptr<secure_layer> secure,
-                                           const server_options& options, connection_owner& owner,
-                                           bool plain_fast_path)
+                                           app_dispatch& app, const server_options& options,
+                                           connection_owner& owner)
     : transport_(std::move(socket), std::move(secure)),
       deadlines_(event_loop::of(transport_.get_executor().context()).deadlines()), options_(options), owner_(owner),
-      plain_fast_path_(plain_fast_path) {}
+      app_(app) {}
 
 WEIR_DECL void connection_core::start() {
     remote_ = transport_.remote_endpoint();
@@ -54,15 +197,15 @@ WEIR_DECL void connection_core::force_close() {
 
 WEIR_DECL void connection_core::close_now() { close(); }
 
-WEIR_DECL void connection_core::answer_plain(const http_request&, bool, bool) {
-    throw std::logic_error("weir: this application is not served as a plain one");
+WEIR_DECL asio::awaitable<bool> plain_app_dispatch::dispatch(connection_core& c, const http_request& message,
+                                                             std::size_t, bool head, bool& keep_alive) {
+    keep_alive = keep_alive && !core::shutting_down(c);
+    answer_plain(c, message, head, keep_alive);
+    co_return false;
 }
 
-WEIR_DECL asio::awaitable<bool> connection_core::dispatch(const http_request& message, std::size_t, bool head,
-                                                         bool& keep_alive) {
-    keep_alive = keep_alive && !shutting_down_;
-    answer_plain(message, head, keep_alive);
-    co_return false;
+WEIR_DECL void async_app_dispatch::answer_plain(connection_core&, const http_request&, bool, bool) {
+    throw std::logic_error("weir: this application is not served as a plain one");
 }
 
 // Idle: wait for the next request's first bytes without a coroutine, under the idle timeout.
@@ -82,7 +225,7 @@ WEIR_DECL void connection_core::wait_for_request() {
 }
 
 WEIR_DECL void connection_core::on_readable() {
-    if (!plain_fast_path_) {
+    if (!app_.plain()) {
         activate();
         return;
     }
@@ -109,7 +252,7 @@ WEIR_DECL void connection_core::on_readable() {
         bool keep_alive = message.keep_alive() && !shutting_down_;
         bool head = message.method() == "HEAD";
         try {
-            answer_plain(message, head, keep_alive);
+            app_.answer_plain(*this, message, head, keep_alive);
         } catch (const std::exception& e) {
             answer_handler_failure(message, e, head, keep_alive);
         }
@@ -405,7 +548,7 @@ WEIR_DECL asio::awaitable<void> connection_core::serve_requests() {
         parse_result result;
         // Each phase (idle, head, body) has one deadline, set when the phase starts: reads do not extend it, so a
         // client dribbling a byte at a time gets 408 when the phase's time is up (slowloris).
-        enum class phase { none, idle, head, body } phase = phase::none;
+        read_phase phase = read_phase::none;
         clock::time_point phase_deadline{};
         for (;;) {
             result = parser.parse(buffered(), message);
@@ -433,12 +576,12 @@ WEIR_DECL asio::awaitable<void> connection_core::serve_requests() {
                 co_return;
             }
             idle_ = !started;
-            auto now = !started ? phase::idle : parser.head_complete() ? phase::body : phase::head;
+            auto now = !started ? read_phase::idle : parser.head_complete() ? read_phase::body : read_phase::head;
             if (now != phase) {
                 phase = now;
-                set_deadline(now == phase::idle   ? options_.idle_timeout
-                             : now == phase::body ? options_.body_timeout
-                                                  : options_.header_timeout);
+                set_deadline(now == read_phase::idle   ? options_.idle_timeout
+                             : now == read_phase::body ? options_.body_timeout
+                                                       : options_.header_timeout);
                 phase_deadline = deadline_;
             } else {
                 set_deadline_at(phase_deadline); // again after a flush, which sets the write deadline
@@ -464,11 +607,11 @@ WEIR_DECL asio::awaitable<void> connection_core::serve_requests() {
         std::size_t consumed = result.consumed;
         bool upgraded = false;
         try {
-            if (plain_fast_path_) {
+            if (app_.plain()) {
                 keep_alive = keep_alive && !shutting_down_;
-                answer_plain(message, head, keep_alive);
+                app_.answer_plain(*this, message, head, keep_alive);
             } else {
-                upgraded = co_await dispatch(message, consumed, head, keep_alive);
+                upgraded = co_await app_.dispatch(*this, message, consumed, head, keep_alive);
             }
         } catch (const std::exception& e) {
             if (peer_gone_) co_return; // nobody is left to answer
@@ -584,5 +727,28 @@ WEIR_DECL void connection_core::release_buffers() {
     std::string().swap(out_);
     begin_ = end_ = 0;
 }
+
+namespace core {
+
+WEIR_DECL void append_response(connection_core& c, const response& r, bool head, bool keep_alive) {
+    c.append_response(r, head, keep_alive);
+}
+WEIR_DECL std::string& output(connection_core& c) noexcept { return c.out_; }
+WEIR_DECL weir::transport& transport(connection_core& c) noexcept { return c.transport_; }
+WEIR_DECL bool shutting_down(const connection_core& c) noexcept { return c.shutting_down_; }
+WEIR_DECL bool cancelled(const connection_core& c) noexcept { return c.cancelled_; }
+WEIR_DECL void watch_for_hangup(connection_core& c) { c.watch_for_hangup(); }
+WEIR_DECL void stop_watching(connection_core& c) { c.stop_watching(); }
+WEIR_DECL void end_head_of_upgrade(connection_core& c, std::size_t fields_start) {
+    c.end_head_of_upgrade(fields_start);
+}
+WEIR_DECL asio::awaitable<bool> hand_over(connection_core& c, std::size_t consumed, std::string& leftover) {
+    return c.hand_over(consumed, leftover);
+}
+WEIR_DECL upgrade_done begin_upgrade(connection_core& c, std::unique_ptr<running_upgrade_base> running) {
+    return c.begin_upgrade(std::move(running));
+}
+
+} // namespace core
 
 } // namespace weir::detail

@@ -3,12 +3,17 @@
 // The server core's definitions: included by <weir/server.hpp> (header-only) or compiled once by
 // <weir/impl/src.hpp> (WEIR_SEPARATE_COMPILATION).
 
+#include <weir/impl/connection.ipp>
 #include <weir/server.hpp>
 
 #include <asio/co_spawn.hpp>
 #include <asio/detached.hpp>
+#include <asio/executor_work_guard.hpp>
+#include <asio/io_context.hpp>
 #include <asio/post.hpp>
 #include <asio/redirect_error.hpp>
+#include <asio/signal_set.hpp>
+#include <asio/steady_timer.hpp>
 #include <asio/this_coro.hpp>
 #include <asio/use_awaitable.hpp>
 
@@ -18,8 +23,12 @@
 #include <sys/resource.h>
 #endif
 
+#include <atomic>
+#include <optional>
 #include <stdexcept>
 #include <thread>
+#include <unordered_set>
+#include <vector>
 
 namespace weir {
 
@@ -40,20 +49,79 @@ WEIR_DECL std::size_t raise_open_file_limit() noexcept {
 
 namespace detail {
 
-WEIR_DECL server_core::server_core(server_options options) : options_(std::move(options)) {
-    if (options_.threads == 0) options_.threads = 1;
-    for (unsigned i = 0; i < options_.threads; ++i) workers_.push_back(std::make_unique<worker>(*this));
+struct server_core::state {
+    state(server_options o, app_dispatch& a) : options_(std::move(o)), app_(a) {}
+
+    // Connections are found by address (a connection knows itself, not its shared_ptr).
+    struct by_address {
+        using is_transparent = void;
+        std::size_t operator()(const connection_base* c) const noexcept { return std::hash<const void*>()(c); }
+        std::size_t operator()(const std::shared_ptr<connection_base>& c) const noexcept { return (*this)(c.get()); }
+        template <class A, class B>
+        bool operator()(const A& a, const B& b) const noexcept {
+            return to_pointer(a) == to_pointer(b);
+        }
+        static const connection_base* to_pointer(const connection_base* c) noexcept { return c; }
+        static const connection_base* to_pointer(const std::shared_ptr<connection_base>& c) noexcept {
+            return c.get();
+        }
+    };
+
+    struct worker final : connection_owner {
+        explicit worker(state& s) : owner(s) {}
+        state& owner;
+        asio::io_context io{1};
+        asio::executor_work_guard<asio::io_context::executor_type> guard{io.get_executor()};
+        std::unordered_set<std::shared_ptr<connection_base>, by_address, by_address> connections;
+
+        WEIR_DECL void connection_ended(connection_base& c) override;
+    };
+
+    WEIR_DECL asio::ip::tcp::endpoint listen();
+    WEIR_DECL void run();
+    WEIR_DECL void stop();
+    WEIR_DECL asio::awaitable<void> accept_loop();
+    WEIR_DECL void start(worker& w, transport::socket_type socket);
+    // Once shutting down and every connection is gone, the shutdown timer need not hold the loop open.
+    WEIR_DECL void maybe_finish();
+
+    // After shutdown_timeout has cancelled what was left, how long before the loops are stopped regardless.
+    static constexpr std::chrono::milliseconds shutdown_grace{1000};
+
+    server_options options_;
+    app_dispatch& app_;
+    std::vector<std::unique_ptr<worker>> workers_;
+    std::optional<asio::ip::tcp::acceptor> acceptor_;
+    std::optional<asio::signal_set> signals_;
+    std::optional<asio::steady_timer> shutdown_timer_;
+    std::atomic<bool> stopping_{false};
+    std::atomic<std::size_t> live_{0};
+};
+
+WEIR_DECL server_core::server_core(server_options options, app_dispatch& app)
+    : state_(std::make_unique<state>(std::move(options), app)) {
+    auto& s = *state_;
+    if (s.options_.threads == 0) s.options_.threads = 1;
+    for (unsigned i = 0; i < s.options_.threads; ++i) s.workers_.push_back(std::make_unique<state::worker>(s));
 }
 
 WEIR_DECL server_core::~server_core() { stop(); }
 
-WEIR_DECL void server_core::worker::connection_ended(connection_base& c) {
+WEIR_DECL bool server_core::is_secure() const noexcept { return state_->options_.tls != nullptr; }
+
+WEIR_DECL std::size_t server_core::connection_count() const noexcept { return state_->live_.load(); }
+
+WEIR_DECL void server_core::state::worker::connection_ended(connection_base& c) {
     if (auto it = connections.find(&c); it != connections.end()) connections.erase(it);
     --owner.live_;
     owner.maybe_finish();
 }
 
-WEIR_DECL asio::ip::tcp::endpoint server_core::listen() {
+WEIR_DECL asio::ip::tcp::endpoint server_core::listen() { return state_->listen(); }
+
+WEIR_DECL void server_core::run() { state_->run(); }
+
+WEIR_DECL asio::ip::tcp::endpoint server_core::state::listen() {
     auto& io = workers_.front()->io;
     asio::ip::tcp::endpoint ep(asio::ip::make_address(options_.bind), options_.port);
     acceptor_.emplace(io);
@@ -64,7 +132,7 @@ WEIR_DECL asio::ip::tcp::endpoint server_core::listen() {
     return acceptor_->local_endpoint();
 }
 
-WEIR_DECL void server_core::run() {
+WEIR_DECL void server_core::state::run() {
     if (!acceptor_) listen();
     auto& io0 = workers_.front()->io;
     if (options_.handle_signals) {
@@ -81,7 +149,9 @@ WEIR_DECL void server_core::run() {
     for (auto& t : threads) t.join();
 }
 
-WEIR_DECL void server_core::stop() {
+WEIR_DECL void server_core::stop() { state_->stop(); }
+
+WEIR_DECL void server_core::state::stop() {
     if (stopping_.exchange(true)) return;
     asio::post(workers_.front()->io, [this] {
         asio::error_code ec;
@@ -120,11 +190,12 @@ WEIR_DECL void server_core::stop() {
 }
 
 WEIR_DECL void server_core::reload_tls() {
+    auto& options_ = state_->options_;
     if (!options_.tls) throw std::logic_error("weir: reload_tls() on a server without TLS (server_options::tls)");
     options_.tls->reload();
 }
 
-WEIR_DECL asio::awaitable<void> server_core::accept_loop() {
+WEIR_DECL asio::awaitable<void> server_core::state::accept_loop() {
     std::size_t next = 0;
     while (acceptor_ && acceptor_->is_open()) {
         worker& w = *workers_[next];
@@ -149,7 +220,7 @@ WEIR_DECL asio::awaitable<void> server_core::accept_loop() {
     }
 }
 
-WEIR_DECL void server_core::start(worker& w, transport::socket_type socket) {
+WEIR_DECL void server_core::state::start(worker& w, transport::socket_type socket) {
     std::unique_ptr<secure_layer> secure;
     if (options_.tls) {
         try {
@@ -163,14 +234,13 @@ WEIR_DECL void server_core::start(worker& w, transport::socket_type socket) {
             return;
         }
     }
-    auto c = make_connection(std::move(socket), std::move(secure), w);
+    auto c = std::make_shared<connection_core>(std::move(socket), std::move(secure), app_, options_, w);
     w.connections.insert(c);
     if (stopping_) c->begin_shutdown();
     c->start();
 }
 
-// Once shutting down and every connection is gone, the shutdown timer need not hold the loop open.
-WEIR_DECL void server_core::maybe_finish() {
+WEIR_DECL void server_core::state::maybe_finish() {
     if (stopping_ && live_.load() == 0)
         asio::post(workers_.front()->io, [this] {
             if (shutdown_timer_) shutdown_timer_->cancel();
