@@ -14,6 +14,7 @@
 #include <chrono>
 #include <cstddef>
 #include <memory>
+#include <optional>
 #include <string>
 #include <type_traits>
 #include <utility>
@@ -29,20 +30,27 @@ namespace weir::detail {
 
 class connection_core;
 
-// A committed upgrade's session: what it needs until it ends.
+// A committed upgrade's session: what it needs until it ends. The connection starts it once the head is written.
 struct running_upgrade_base {
-    running_upgrade_base(weir::transport& t, std::string leftover) : link(t, std::move(leftover)) {}
     virtual ~running_upgrade_base() = default;
     virtual void ended(upgrade_summary summary) = 0;
-    upgraded_connection link;
-    std::chrono::steady_clock::time_point started = std::chrono::steady_clock::now();
+    // Starts the session on `link`; the session calls `done` once when it has ended.
+    virtual void start(upgrade_done done) = 0;
+    std::optional<upgraded_connection> link; // set by the connection after the head is written
+    std::chrono::steady_clock::time_point started{};
 };
 
 template <class P>
 struct running_upgrade final : running_upgrade_base {
-    running_upgrade(pending<P>&& p, weir::transport& t, std::string leftover)
-        : running_upgrade_base(t, std::move(leftover)), reply(std::move(p)) {}
+    explicit running_upgrade(pending<P>&& p) : reply(std::move(p)) {}
     void ended(upgrade_summary summary) override { reply.ended(summary); }
+    void start(upgrade_done done) override {
+        // A protocol that runs from callbacks keeps no coroutine at all while idle; the others run in a coroutine
+        // of their own.
+        P& session = reply.session();
+        if constexpr (callback_protocol<P>) session.start(*link, std::move(done));
+        else asio::co_spawn(link->transport().get_executor(), session.run(*link), std::move(done));
+    }
     weir::pending<P> reply;
 };
 
@@ -64,11 +72,9 @@ WEIR_DECL void stop_watching(connection_core& c);
 // Ends the head of an upgrade that a HEAD request asked for: the head GET would get, then no body, and the
 // connection closes after it. `fields_start`: where the protocol's own fields begin in output().
 WEIR_DECL void end_head_of_upgrade(connection_core& c, std::size_t fields_start);
-// Writes the head of a committed upgrade (in output()) and gives the connection up: the bytes after the request
-// go to `leftover`, the buffers are released, the HTTP deadlines stop. False if the head could not be written.
-WEIR_DECL asio::awaitable<bool> hand_over(connection_core& c, std::size_t consumed, std::string& leftover);
-// The session takes the connection from now on; returns what the session calls when it ends.
-WEIR_DECL upgrade_done begin_upgrade(connection_core& c, std::unique_ptr<running_upgrade_base> running);
+// The head of a committed upgrade is in output(): once the connection has written it, it gives itself up to the
+// session (the bytes after the request become its leftover; the buffers and HTTP deadlines go).
+WEIR_DECL void commit_upgrade(connection_core& c, std::unique_ptr<running_upgrade_base> running);
 } // namespace core
 
 // The application's part of every connection of a server: one object per server, shared by its threads.
@@ -85,8 +91,8 @@ public:
     virtual void answer_plain(connection_core& c, const http_request& message, bool head, bool keep_alive) = 0;
     // Runs the application and commits its reply; true if an upgrade took the connection. A shutdown that began
     // meanwhile turns `keep_alive` off.
-    virtual asio::awaitable<bool> dispatch(connection_core& c, const http_request& message, std::size_t consumed,
-                                           bool head, bool& keep_alive) = 0;
+    virtual asio::awaitable<bool> dispatch(connection_core& c, const http_request& message, bool head,
+                                           bool& keep_alive) = 0;
 
 protected:
     ~app_dispatch() = default;
@@ -99,8 +105,8 @@ private:
 class plain_app_dispatch : public app_dispatch {
 public:
     plain_app_dispatch() noexcept : app_dispatch(true) {}
-    WEIR_DECL asio::awaitable<bool> dispatch(connection_core& c, const http_request& message, std::size_t consumed,
-                                             bool head, bool& keep_alive) override;
+    WEIR_DECL asio::awaitable<bool> dispatch(connection_core& c, const http_request& message, bool head,
+                                             bool& keep_alive) override;
 
 protected:
     ~plain_app_dispatch() = default;
@@ -146,7 +152,7 @@ class app_dispatcher<App, false> final : public async_app_dispatch {
 public:
     explicit app_dispatcher(App& app) noexcept : app_(app) {}
 
-    asio::awaitable<bool> dispatch(connection_core& c, const http_request& message, std::size_t consumed, bool head,
+    asio::awaitable<bool> dispatch(connection_core& c, const http_request& message, bool head,
                                    bool& keep_alive) override {
         // The app may return a bare response or pending<P>: commit takes the reply it converts to.
         if constexpr (is_awaitable_v<app_result_t<App>>) {
@@ -162,42 +168,41 @@ public:
             // A cancelled coroutine throws at every co_await; the handler is done, so answer it.
             if (core::cancelled(c)) co_await asio::this_coro::reset_cancellation_state();
             keep_alive = keep_alive && !core::shutting_down(c); // a shutdown may have begun meanwhile
-            co_return co_await commit(c, r, consumed, head, keep_alive);
+            co_return commit(c, r, head, keep_alive);
         } else {
             reply_type r = app_(request<>(message));
             keep_alive = keep_alive && !core::shutting_down(c);
-            co_return co_await commit(c, r, consumed, head, keep_alive);
+            co_return commit(c, r, head, keep_alive);
         }
     }
 
 private:
     using reply_type = reply_for_t<app_result_t<App>>;
 
-    // The final stage: the only place a reply reaches the socket. Returns true if an upgrade ran.
+    // The final stage: the only place a reply reaches the socket. Returns true if an upgrade was committed.
     template <class... Protocols>
-    static asio::awaitable<bool> commit(connection_core& c, reply<Protocols...>& r, std::size_t consumed, bool head,
-                                        bool keep_alive) {
+    static bool commit(connection_core& c, reply<Protocols...>& r, bool head, bool keep_alive) {
         if (auto* plain = r.template get_if<response>()) {
             core::append_response(c, *plain, head, keep_alive);
-            co_return false;
+            return false;
         }
         bool upgraded = false;
-        (co_await commit_pending<Protocols>(c, r, consumed, head, keep_alive, upgraded), ...);
-        co_return upgraded;
+        (commit_pending<Protocols>(c, r, head, keep_alive, upgraded), ...);
+        return upgraded;
     }
 
     template <class P, class... Protocols>
-    static asio::awaitable<void> commit_pending(connection_core& c, reply<Protocols...>& r, std::size_t consumed,
-                                                bool head, bool keep_alive, bool& upgraded) {
+    static void commit_pending(connection_core& c, reply<Protocols...>& r, bool head, bool keep_alive,
+                               bool& upgraded) {
         auto* p = r.template get_if<pending<P>>();
-        if (!p) co_return;
+        if (!p) return;
         // A stage overrode the status: a plain response, and the session never runs.
         bool shutting_down = core::shutting_down(c);
         if (!p->will_commit() || shutting_down) {
             response plain = std::move(*p).to_response();
             if (shutting_down && p->will_commit()) plain.set_status(status::service_unavailable);
             core::append_response(c, plain, head, keep_alive);
-            co_return;
+            return;
         }
         P& session = p->session();
         std::string& out = core::output(c);
@@ -207,14 +212,14 @@ private:
             if (to_int(p->status()) < 200) {
                 core::append_response(c, response(status::bad_request, "a HEAD request cannot switch protocols\n"),
                                       head, keep_alive);
-                co_return;
+                return;
             }
             session.prepare_head(p->headers());
             append_head_start(out, p->status(), p->headers());
             std::size_t fields = out.size();
             session.write_protocol_fields(out);
             core::end_head_of_upgrade(c, fields);
-            co_return;
+            return;
         }
         upgraded = true;
         session.prepare_head(p->headers());
@@ -222,18 +227,9 @@ private:
         session.write_protocol_fields(out);
         append(out, "\r\n");
         p->headers() = weir::headers(); // written: a stream or session may live for hours
-        std::string leftover;
-        if (!co_await core::hand_over(c, consumed, leftover)) co_return;
-        // The session runs on its own, and the HTTP side's coroutines (serve, commit) end: an open stream or
-        // session keeps nothing of the request that started it but the connection. A protocol that runs from
-        // callbacks keeps no coroutine at all while idle; the others run in a coroutine of their own.
-        weir::transport& transport = core::transport(c);
-        auto running = std::make_unique<running_upgrade<P>>(std::move(*p), transport, std::move(leftover));
-        auto& state = *running;
-        upgrade_done ended = core::begin_upgrade(c, std::move(running));
-        P& started = state.reply.session();
-        if constexpr (callback_protocol<P>) started.start(state.link, std::move(ended));
-        else asio::co_spawn(transport.get_executor(), started.run(state.link), std::move(ended));
+        // The session runs on its own once the head is written, and the HTTP side's coroutines end: an open stream
+        // or session keeps nothing of the request that started it but the connection.
+        core::commit_upgrade(c, std::make_unique<running_upgrade<P>>(std::move(*p)));
     }
 
     App& app_;

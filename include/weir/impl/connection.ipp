@@ -90,8 +90,7 @@ public:
     WEIR_DECL void stop_watching();
     WEIR_DECL void append_response(const response& r, bool head, bool keep_alive);
     WEIR_DECL void end_head_of_upgrade(std::size_t fields_start);
-    WEIR_DECL asio::awaitable<bool> hand_over(std::size_t consumed, std::string& leftover);
-    WEIR_DECL upgrade_done begin_upgrade(std::unique_ptr<running_upgrade_base> running);
+    std::unique_ptr<running_upgrade_base> committed_; // an upgrade whose head waits in out_
 
     std::string out_; // waiting to be written
 
@@ -123,6 +122,7 @@ private:
     WEIR_DECL asio::awaitable<void> answer_error(status code, std::string_view reason);
     WEIR_DECL asio::awaitable<void> serve_requests();
     WEIR_DECL void take_request(http_request& message);
+    WEIR_DECL asio::awaitable<void> start_upgrade(std::size_t consumed);
     WEIR_DECL void answer_handler_failure(const http_request& message, const std::exception& e, bool head,
                                           bool keep_alive);
     WEIR_DECL void upgrade_ended(std::exception_ptr e);
@@ -198,7 +198,7 @@ WEIR_DECL void connection_core::force_close() {
 WEIR_DECL void connection_core::close_now() { close(); }
 
 WEIR_DECL asio::awaitable<bool> plain_app_dispatch::dispatch(connection_core& c, const http_request& message,
-                                                             std::size_t, bool head, bool& keep_alive) {
+                                                             bool head, bool& keep_alive) {
     keep_alive = keep_alive && !core::shutting_down(c);
     answer_plain(c, message, head, keep_alive);
     co_return false;
@@ -611,7 +611,7 @@ WEIR_DECL asio::awaitable<void> connection_core::serve_requests() {
                 keep_alive = keep_alive && !shutting_down_;
                 app_.answer_plain(*this, message, head, keep_alive);
             } else {
-                upgraded = co_await app_.dispatch(*this, message, consumed, head, keep_alive);
+                upgraded = co_await app_.dispatch(*this, message, head, keep_alive);
             }
         } catch (const std::exception& e) {
             if (peer_gone_) co_return; // nobody is left to answer
@@ -624,7 +624,10 @@ WEIR_DECL asio::awaitable<void> connection_core::serve_requests() {
         }
         if (cancelled_) co_await asio::this_coro::reset_cancellation_state();
         handling_ = false;
-        if (upgraded) co_return;
+        if (upgraded) {
+            co_await start_upgrade(consumed);
+            co_return;
+        }
         begin_ += consumed;
         if (begin_ == end_) {
             begin_ = end_ = 0;
@@ -679,21 +682,22 @@ WEIR_DECL void connection_core::end_head_of_upgrade(std::size_t fields_start) {
     close_after_ = true;
 }
 
-WEIR_DECL asio::awaitable<bool> connection_core::hand_over(std::size_t consumed, std::string& leftover) {
-    if (!co_await flush()) co_return false;
-    leftover.assign(buffered().substr(consumed));
-    release_buffers(); // a stream or session may live for hours: keep only what it uses
-    expiry_.cancel();  // the protocol keeps its own timeouts
-    co_return true;
-}
-
-WEIR_DECL upgrade_done connection_core::begin_upgrade(std::unique_ptr<running_upgrade_base> running) {
-    auto& session_state = *running;
+// The head of a committed upgrade is in out_: write it and give the connection to the session. The session runs
+// on its own, and the HTTP side's coroutines (serve) end: a stream or session may live for hours, so the
+// connection keeps only what the session uses.
+WEIR_DECL asio::awaitable<void> connection_core::start_upgrade(std::size_t consumed) {
+    auto running = std::move(committed_);
+    if (!co_await flush()) co_return;
+    running->link.emplace(transport_, std::string(buffered().substr(consumed)));
+    running->started = clock::now();
+    release_buffers();
+    expiry_.cancel(); // the protocol keeps its own timeouts
+    auto& session = *running;
     upgrade_ = std::move(running);
-    upgraded_ = &session_state.link;
+    upgraded_ = &*session.link;
     // A shutdown that began while the head was being written must still reach the session.
-    if (shutting_down_) session_state.link.begin_shutdown();
-    return [self = shared_from_this()](std::exception_ptr e) { self->upgrade_ended(std::move(e)); };
+    if (shutting_down_) upgraded_->begin_shutdown();
+    session.start([self = shared_from_this()](std::exception_ptr e) { self->upgrade_ended(std::move(e)); });
 }
 
 WEIR_DECL void connection_core::upgrade_ended(std::exception_ptr e) {
@@ -708,7 +712,7 @@ WEIR_DECL void connection_core::upgrade_ended(std::exception_ptr e) {
     upgraded_ = nullptr;
     auto running = std::move(upgrade_);
     try {
-        running->ended(upgrade_summary{clock::now() - running->started, running->link.bytes_written()});
+        running->ended(upgrade_summary{clock::now() - running->started, running->link->bytes_written()});
     } catch (const std::exception& error) {
         report_error(options_, fmt::format("an on_end callback failed: {}", error.what()));
     }
@@ -742,11 +746,8 @@ WEIR_DECL void stop_watching(connection_core& c) { c.stop_watching(); }
 WEIR_DECL void end_head_of_upgrade(connection_core& c, std::size_t fields_start) {
     c.end_head_of_upgrade(fields_start);
 }
-WEIR_DECL asio::awaitable<bool> hand_over(connection_core& c, std::size_t consumed, std::string& leftover) {
-    return c.hand_over(consumed, leftover);
-}
-WEIR_DECL upgrade_done begin_upgrade(connection_core& c, std::unique_ptr<running_upgrade_base> running) {
-    return c.begin_upgrade(std::move(running));
+WEIR_DECL void commit_upgrade(connection_core& c, std::unique_ptr<running_upgrade_base> running) {
+    c.committed_ = std::move(running);
 }
 
 } // namespace core
