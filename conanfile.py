@@ -15,10 +15,12 @@ class WeirConan(ConanFile):
     package_type = "header-library"
     settings = "os", "arch", "compiler", "build_type"
     # with_tls: HTTPS and WSS on OpenSSL 3 (<weir/tls.hpp>); with_zlib: the gzip stage; with_redis: topics carried
-    # by Redis Streams on hiredis (<weir/topics/redis.hpp>).
-    options = {"with_tls": [True, False], "with_zlib": [True, False], "with_redis": [True, False]}
-    default_options = {"with_tls": False, "with_zlib": False, "with_redis": False}
-    exports_sources = "include/*", "cmake/*", "CMakeLists.txt", "LICENSE"
+    # by Redis Streams on hiredis (<weir/topics/redis.hpp>); separate: weir's non-template code compiled once into
+    # libweir.a, and every consumer built with WEIR_SEPARATE_COMPILATION (the CMake target weir::separate).
+    options = {"with_tls": [True, False], "with_zlib": [True, False], "with_redis": [True, False],
+               "separate": [True, False]}
+    default_options = {"with_tls": False, "with_zlib": False, "with_redis": False, "separate": False}
+    exports_sources = "include/*", "src/*", "cmake/*", "CMakeLists.txt", "LICENSE"
     no_copy_source = True
 
     def requirements(self):
@@ -34,12 +36,38 @@ class WeirConan(ConanFile):
     def layout(self):
         cmake_layout(self)
 
+    def configure(self):
+        if self.options.separate:
+            self.package_type = "static-library"
+
     def package_id(self):
-        self.info.clear()
+        if not self.info.options.separate:
+            self.info.clear()
+
+    def generate(self):
+        if self.options.separate:
+            toolchain = CMakeToolchain(self)
+            toolchain.cache_variables["WEIR_BUILD_TESTS"] = False
+            toolchain.cache_variables["WEIR_BUILD_EXAMPLES"] = False
+            toolchain.cache_variables["WEIR_WITH_TLS"] = False
+            toolchain.cache_variables["WEIR_WITH_REDIS"] = False
+            toolchain.cache_variables["WEIR_WITH_ZLIB"] = False
+            toolchain.generate()
+
+    def build(self):
+        if self.options.separate:
+            cmake = CMake(self)
+            cmake.configure()
+            cmake.build(target="weir_separate")
 
     def package(self):
         copy(self, "LICENSE", self.source_folder, os.path.join(self.package_folder, "licenses"))
-        copy(self, "*.hpp", os.path.join(self.source_folder, "include"), os.path.join(self.package_folder, "include"))
+        for pattern in ("*.hpp", "*.ipp"):
+            copy(self, pattern, os.path.join(self.source_folder, "include"),
+                 os.path.join(self.package_folder, "include"))
+        if self.options.separate:
+            copy(self, "*.a", self.build_folder, os.path.join(self.package_folder, "lib"), keep_path=False)
+            copy(self, "*.lib", self.build_folder, os.path.join(self.package_folder, "lib"), keep_path=False)
 
     def package_info(self):
         self.cpp_info.set_property("cmake_file_name", "weir")
@@ -48,6 +76,10 @@ class WeirConan(ConanFile):
         self.cpp_info.bindirs = []
         self.cpp_info.libdirs = []
         self.cpp_info.defines = ["ASIO_STANDALONE", "ASIO_NO_DEPRECATED"]
+        if self.options.separate:
+            self.cpp_info.libdirs = ["lib"]
+            self.cpp_info.libs = ["weir"]
+            self.cpp_info.defines.append("WEIR_SEPARATE_COMPILATION=1")
         self.cpp_info.requires = ["asio::asio", "fmt::fmt"]
         if self.options.with_tls:
             self.cpp_info.defines.append("WEIR_HAS_OPENSSL=1")

@@ -1,4 +1,5 @@
-# weir is header-only: configure without tests or examples, install the headers and the CMake package.
+# weir is header-only: configure without tests or examples, install the headers and the CMake package. The
+# "separate" feature also installs libweir.a (weir compiled once) and the weir::separate target.
 vcpkg_from_github(
     OUT_SOURCE_PATH SOURCE_PATH
     REPO weir-cpp/weir
@@ -10,6 +11,7 @@ vcpkg_from_github(
 vcpkg_check_features(OUT_FEATURE_OPTIONS FEATURE_OPTIONS
     FEATURES
         redis WEIR_WITH_REDIS
+        separate WEIR_WITH_SEPARATE
         tls WEIR_WITH_TLS
         zlib WEIR_WITH_ZLIB
 )
@@ -26,5 +28,9 @@ vcpkg_cmake_install()
 vcpkg_cmake_config_fixup(CONFIG_PATH share/weir/cmake)
 vcpkg_fixup_pkgconfig()
 
-file(REMOVE_RECURSE "${CURRENT_PACKAGES_DIR}/debug" "${CURRENT_PACKAGES_DIR}/lib")
+if("separate" IN_LIST FEATURES)
+    file(REMOVE_RECURSE "${CURRENT_PACKAGES_DIR}/debug/include" "${CURRENT_PACKAGES_DIR}/debug/share")
+else()
+    file(REMOVE_RECURSE "${CURRENT_PACKAGES_DIR}/debug" "${CURRENT_PACKAGES_DIR}/lib")
+endif()
 vcpkg_install_copyright(FILE_LIST "${SOURCE_PATH}/LICENSE")

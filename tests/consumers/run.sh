@@ -37,12 +37,14 @@ prefix=$work/prefix
 (
   set -e
   cmake -S "$root" -B "$work/weir-build" -G Ninja -DWEIR_BUILD_TESTS=OFF -DWEIR_BUILD_EXAMPLES=OFF \
-        -DCMAKE_INSTALL_PREFIX=/nonexistent/weir
+        -DWEIR_WITH_SEPARATE=ON -DCMAKE_INSTALL_PREFIX=/nonexistent/weir
+  cmake --build "$work/weir-build"   # libweir.a (weir::separate); the rest is headers
   cmake --install "$work/weir-build" --prefix "$prefix"
   for f in include/weir/weir.hpp include/weir/version.hpp include/weir/detail/connection.hpp \
            share/weir/cmake/weirConfig.cmake share/weir/cmake/weirConfigVersion.cmake \
            share/weir/cmake/weirTargets.cmake share/pkgconfig/weir.pc share/pkgconfig/weir-tls.pc \
-           share/pkgconfig/weir-redis.pc; do
+           share/pkgconfig/weir-redis.pc share/pkgconfig/weir-separate.pc lib/libweir.a \
+           include/weir/impl/src.hpp; do
     test -f "$prefix/$f" || { echo "missing $f"; exit 1; }
   done
   # Exactly the public headers, nothing else under include/.
@@ -57,21 +59,26 @@ consume_cmake() { # NAME CXX CMAKE_ARGS...
   cmake -S "$consumers/app" -B "$work/$name" -G Ninja -DCMAKE_CXX_COMPILER="$cxx" -DCMAKE_CXX_FLAGS="$warnings" \
         "$@" >"$work/$name.log" 2>&1 &&
     cmake --build "$work/$name" >>"$work/$name.log" 2>&1 &&
-    "$work/$name/app" >>"$work/$name.log" 2>&1
+    "$work/$name/app" >>"$work/$name.log" 2>&1 &&
+    { [ ! -x "$work/$name/serve" ] || "$work/$name/serve" >>"$work/$name.log" 2>&1; }
   report "$name" $?
 }
 
 # 2. find_package(weir CONFIG) from the installed prefix, with GCC (and the zlib, tls and redis components) and with
 #    Clang 14 (whose coroutine definitions come from the exported target).
 consume_cmake cmake-find-package g++ -DWEIR_CONSUME=package -DCMAKE_PREFIX_PATH="$prefix" -DWEIR_CONSUMER_ZLIB=ON \
-  -DWEIR_CONSUMER_TLS=ON -DWEIR_CONSUMER_REDIS=ON
+  -DWEIR_CONSUMER_TLS=ON -DWEIR_CONSUMER_REDIS=ON -DWEIR_CONSUMER_SEPARATE=ON
 consume_cmake cmake-find-package-clang "$clang" -DWEIR_CONSUME=package -DCMAKE_PREFIX_PATH="$prefix"
 # 3. add_subdirectory of the source tree (with weir::tls).
-consume_cmake cmake-add-subdirectory g++ -DWEIR_CONSUME=subdirectory -DWEIR_SOURCE_DIR="$root" -DWEIR_CONSUMER_TLS=ON
+consume_cmake cmake-add-subdirectory g++ -DWEIR_CONSUME=subdirectory -DWEIR_SOURCE_DIR="$root" -DWEIR_CONSUMER_TLS=ON \
+  -DWEIR_WITH_SEPARATE=ON -DWEIR_CONSUMER_SEPARATE=ON
+# weir::separate (weir compiled once) from the installed prefix with Clang 14 too.
+consume_cmake cmake-separate-clang "$clang" -DWEIR_CONSUME=package -DCMAKE_PREFIX_PATH="$prefix" \
+  -DWEIR_CONSUMER_SEPARATE=ON
 # 4. FetchContent: from a local directory, and from a release-style archive (URL file://) holding only what
-#    the conan recipe exports: CMakeLists.txt, cmake/, include/, LICENSE.
+#    the conan recipe exports: CMakeLists.txt, cmake/, include/, src/, LICENSE.
 consume_cmake cmake-fetchcontent-dir g++ -DWEIR_CONSUME=fetchcontent -DWEIR_SOURCE_DIR="$root"
-tar -C "$root" --transform 's,^,weir-src/,' -czf "$work/weir-src.tar.gz" CMakeLists.txt cmake include LICENSE
+tar -C "$root" --transform 's,^,weir-src/,' -czf "$work/weir-src.tar.gz" CMakeLists.txt cmake include src LICENSE
 consume_cmake cmake-fetchcontent-archive g++ -DWEIR_CONSUME=fetchcontent -DWEIR_SOURCE_ARCHIVE="$work/weir-src.tar.gz"
 
 # 5. Meson: dependency('weir') through the installed weir.pc, and as a subproject through
@@ -86,7 +93,7 @@ cp -rL "$consumers/subproject_app" "$work/meson-app"
 ) >"$work/meson-pkgconfig.log" 2>&1
 report meson-pkgconfig $?
 mkdir -p "$work/meson-app/subprojects/weir"
-cp -r "$root/include" "$root/meson.build" "$root/meson_options.txt" "$root/LICENSE" "$work/meson-app/subprojects/weir/"
+cp -r "$root/include" "$root/src" "$root/meson.build" "$root/meson_options.txt" "$root/LICENSE" "$work/meson-app/subprojects/weir/"
 (
   set -e
   meson setup "$work/meson-subproject" "$work/meson-app" -Dfrom=subproject --force-fallback-for=weir
@@ -95,12 +102,20 @@ cp -r "$root/include" "$root/meson.build" "$root/meson_options.txt" "$root/LICEN
   "$work/meson-subproject/app"
 ) >"$work/meson-subproject.log" 2>&1
 report meson-subproject $?
-# weir's own meson build: its example option builds a program (hello; the others are the same recipe).
+# weir's own meson build: its example option builds a program (hello; the others are the same recipe), and its
+# separate_compilation option builds libweir.a and weir-separate.pc, against which serve.cpp builds and serves.
 (
   set -e
-  meson setup "$work/meson-weir" "$root" -Dexamples=true -Dwerror=true
+  meson setup "$work/meson-weir" "$root" -Dexamples=true -Dwerror=true -Dseparate_compilation=true \
+    --prefix "$work/meson-prefix"
   meson compile -C "$work/meson-weir" hello
   test -x "$work/meson-weir/hello"
+  meson install -C "$work/meson-weir" >/dev/null
+  pc=$(dirname "$(find "$work/meson-prefix" -name weir-separate.pc | head -1)")
+  # shellcheck disable=SC2046
+  g++ $warnings $(PKG_CONFIG_PATH=$pc pkg-config --cflags weir-separate) "$consumers/app/serve.cpp" \
+    $(PKG_CONFIG_PATH=$pc pkg-config --libs weir-separate) -o "$work/meson-serve"
+  "$work/meson-serve"
 ) >"$work/meson-examples.log" 2>&1
 report meson-examples $?
 
@@ -123,6 +138,15 @@ plain pkg-config-tls-flags g++ $warnings $(pkg-config --cflags weir-tls) "$consu
 # shellcheck disable=SC2046,SC2086
 plain pkg-config-redis-flags g++ $warnings $(pkg-config --cflags weir-redis) "$consumers/app/app.cpp" \
   $(pkg-config --libs weir-redis)
+# shellcheck disable=SC2046,SC2086
+plain pkg-config-separate-flags g++ $warnings $(pkg-config --cflags weir-separate) "$consumers/app/serve.cpp" \
+  $(pkg-config --libs weir-separate)
+# Separate compilation without any build system: the program compiles <weir/impl/src.hpp> in a unit of its own.
+# shellcheck disable=SC2046,SC2086
+plain include-flags-separate sh -c "g++ $warnings -std=c++20 -I$root/include -DASIO_STANDALONE \
+  -DWEIR_SEPARATE_COMPILATION $(pkg-config --cflags fmt) -c $root/src/weir.cpp -o $work/weir-src.o &&
+  g++ $warnings -std=c++20 -I$root/include -DASIO_STANDALONE -DWEIR_SEPARATE_COMPILATION $(pkg-config --cflags fmt) \
+  $consumers/app/serve.cpp $work/weir-src.o $(pkg-config --libs fmt) -pthread \"\$@\"" --
 # shellcheck disable=SC2046,SC2086
 plain include-flags g++ $warnings -std=c++20 -I"$root/include" -DASIO_STANDALONE $(pkg-config --cflags fmt) \
   "$consumers/app/app.cpp" $(pkg-config --libs fmt) -pthread

@@ -96,7 +96,7 @@ int main(int argc, char** argv) {
             },
             routes(),
         };
-        static_assert(weir::detail::connection<decltype(app)>::plain_fast_path,
+        static_assert(weir::detail::serves_plain_v<decltype(app)>,
                       "--plain must exercise the connection's fast path");
         weir::server server(std::move(app), options);
         examples::announce(server.listen(), server.is_secure());

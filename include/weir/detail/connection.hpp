@@ -1,753 +1,242 @@
 #pragma once
 
-#include <weir/detail/event_loop.hpp>
+#include <weir/detail/config.hpp>
 #include <weir/detail/serialize.hpp>
-#include <weir/http/parser.hpp>
 #include <weir/http/request.hpp>
 #include <weir/reply.hpp>
-#include <weir/server_options.hpp>
 #include <weir/transport.hpp>
 #include <weir/upgrade.hpp>
 
 #include <asio/awaitable.hpp>
-#include <asio/bind_cancellation_slot.hpp>
-#include <asio/cancellation_signal.hpp>
 #include <asio/co_spawn.hpp>
-#include <asio/detached.hpp>
-#include <asio/io_context.hpp>
-#include <asio/ip/tcp.hpp>
-#include <asio/query.hpp>
-#include <asio/redirect_error.hpp>
 #include <asio/this_coro.hpp>
-#include <asio/use_awaitable.hpp>
-#include <asio/write.hpp>
-
-#include <fmt/format.h>
 
 #include <chrono>
-#include <cstdint>
-#include <cstring>
-#include <exception>
+#include <cstddef>
 #include <memory>
+#include <optional>
 #include <string>
 #include <type_traits>
 #include <utility>
-#include <vector>
+
+// A connection is two parts. The connection core (connection_core, <weir/impl/connection.ipp>) does not depend
+// on the application: it reads and parses requests, keeps the deadlines, writes and flushes responses, closes
+// lingering after an error answer, watches for hangups and runs the TLS handshake; it is compiled once
+// (WEIR_SEPARATE_COMPILATION) or once per unit, never once per application, and no unit needs its layout. The
+// application is reached through one small object per server, app_dispatcher<App>: it runs the application on
+// a parsed request and commits the reply (the final stage), through the few core services declared here.
 
 namespace weir::detail {
 
-class connection_base;
+class connection_core;
 
-// Who hears that a connection has ended (the server's worker, which holds it).
-class connection_owner {
+// A committed upgrade's session: what it needs until it ends. The connection starts it once the head is written.
+struct running_upgrade_base {
+    virtual ~running_upgrade_base() = default;
+    virtual void ended(upgrade_summary summary) = 0;
+    // Starts the session on `link`; the session calls `done` once when it has ended.
+    virtual void start(upgrade_done done) = 0;
+    std::optional<upgraded_connection> link; // set by the connection after the head is written
+    std::chrono::steady_clock::time_point started{};
+};
+
+template <class P>
+struct running_upgrade final : running_upgrade_base {
+    explicit running_upgrade(pending<P>&& p) : reply(std::move(p)) {}
+    void ended(upgrade_summary summary) override { reply.ended(summary); }
+    void start(upgrade_done done) override {
+        // A protocol that runs from callbacks keeps no coroutine at all while idle; the others run in a coroutine
+        // of their own.
+        P& session = reply.session();
+        if constexpr (callback_protocol<P>) session.start(*link, std::move(done));
+        else asio::co_spawn(link->transport().get_executor(), session.run(*link), std::move(done));
+    }
+    weir::pending<P> reply;
+};
+
+// What the connection core offers the application's part, for one request.
+namespace core {
+// Appends a plain response to what waits to be written.
+WEIR_DECL void append_response(connection_core& c, const response& r, bool head, bool keep_alive);
+// What waits to be written, for a head the final stage writes itself.
+WEIR_DECL std::string& output(connection_core& c) noexcept;
+WEIR_DECL weir::transport& transport(connection_core& c) noexcept;
+// The server has begun to shut down.
+WEIR_DECL bool shutting_down(const connection_core& c) noexcept;
+// shutdown_timeout cancelled the running handler.
+WEIR_DECL bool cancelled(const connection_core& c) noexcept;
+// While a coroutine handler runs, a client that goes away (EOF or reset) cancels it: its awaits end with
+// operation_aborted instead of finishing work nobody will read. stop_watching ends the watch.
+WEIR_DECL void watch_for_hangup(connection_core& c);
+WEIR_DECL void stop_watching(connection_core& c);
+// Ends the head of an upgrade that a HEAD request asked for: the head GET would get, then no body, and the
+// connection closes after it. `fields_start`: where the protocol's own fields begin in output().
+WEIR_DECL void end_head_of_upgrade(connection_core& c, std::size_t fields_start);
+// The head of a committed upgrade is in output(): once the connection has written it, it gives itself up to the
+// session (the bytes after the request become its leftover; the buffers and HTTP deadlines go).
+WEIR_DECL void commit_upgrade(connection_core& c, std::unique_ptr<running_upgrade_base> running);
+} // namespace core
+
+// The application's part of every connection of a server: one object per server, shared by its threads.
+class app_dispatch {
 public:
-    // Runs on the connection's executor, once; the owner drops its reference.
-    virtual void connection_ended(connection_base& c) = 0;
+    // A synchronous application whose replies are always plain responses is served through answer_plain,
+    // without a coroutine while requests arrive whole and their responses are written at once (the common
+    // case); any other application through dispatch.
+    explicit app_dispatch(bool plain) noexcept : plain_(plain) {}
+    bool plain() const noexcept { return plain_; }
+
+    // Runs the application on `message` and appends its response; what the application throws is answered 500 by
+    // the caller.
+    virtual void answer_plain(connection_core& c, const http_request& message, bool head, bool keep_alive) = 0;
+    // Runs the application and commits its reply; true if an upgrade took the connection. A shutdown that began
+    // meanwhile turns `keep_alive` off.
+    virtual asio::awaitable<bool> dispatch(connection_core& c, const http_request& message, bool head,
+                                           bool& keep_alive) = 0;
 
 protected:
-    ~connection_owner() = default;
-};
-
-// What the server keeps of a live connection, so that a graceful shutdown can reach it.
-class connection_base {
-public:
-    virtual ~connection_base() = default;
-    // Starts serving; the owner hears when the connection ends.
-    virtual void start() = 0;
-    // Runs on the connection's executor.
-    virtual void begin_shutdown() = 0;
-    // At shutdown_timeout: cancels a running handler (answered 503 when it returns) and closes the rest.
-    virtual void force_close() = 0;
-    // A moment later: closes whatever is still open, a handler that ignored its cancellation included.
-    virtual void close_now() = 0;
-};
-
-inline void report_error(const server_options& options, std::string_view what) {
-    if (options.error_log) options.error_log(what);
-    else fmt::print(stderr, "weir: {}\n", what);
-}
-
-// One HTTP/1.1 connection: reads requests, runs the application, and is the final stage that commits each
-// reply to the socket. Requests are handled in order, so pipelined responses go out in request order.
-template <class App>
-class connection final : public connection_base, public std::enable_shared_from_this<connection<App>> {
-    using clock = std::chrono::steady_clock;
-    static constexpr std::size_t initial_buffer = 4096;
-    // Buffers that grew past this for one large message are freed once emptied. Above the 64 KiB of pipelined
-    // responses that may wait in out_, so steady pipelining never reallocates.
-    static constexpr std::size_t max_kept_buffer = 128 * 1024;
-    // Buffers kept per thread for connections that wake up (see spare_buffers).
-    static constexpr std::size_t max_spare_buffers = 64;
-    // Write buffers larger than this are freed, not kept as spares, when a connection goes idle.
-    static constexpr std::size_t max_kept_out = 16 * 1024;
-
-public:
-    using app_result = decltype(std::declval<App&>()(std::declval<const request<>&>()));
-    // A synchronous application whose replies are always plain responses is served without a coroutine while
-    // requests arrive whole and their responses are written at once, the common case. Anything else (a head
-    // split across reads, a body still coming, 100-continue, a parse error, a socket that is full) goes to
-    // serve(), which picks up from what is buffered.
-    static constexpr bool plain_fast_path =
-        !is_awaitable_v<app_result> && std::is_same_v<reply_for_t<app_result>, reply<>>;
-
-    connection(transport::socket_type socket, std::unique_ptr<secure_layer> secure, App& app,
-               const server_options& options, connection_owner& owner)
-        : transport_(std::move(socket), std::move(secure)),
-          deadlines_(event_loop::of(transport_.get_executor().context()).deadlines()), app_(app),
-          options_(options), owner_(owner) {}
-
-    // An idle connection is this object and one pending readiness wait: no coroutine, no buffer. A coroutine
-    // (serve) runs only from the first readable byte until everything read has been answered; it ends when the
-    // connection is idle again.
-    void start() override {
-        remote_ = transport_.remote_endpoint();
-        if (transport_.is_secure()) activate(); // the handshake comes first (in serve)
-        else wait_for_request();
-    }
-
-    void begin_shutdown() override {
-        shutting_down_ = true;
-        if (upgraded_) upgraded_->begin_shutdown();
-        else if (idle_ || handshaking_) close();
-    }
-
-    void force_close() override {
-        if (handling_ && !upgraded_ && !cancelled_) {
-            // Cancellation reaches the handler's awaits (timers, sockets, nested coroutines); the socket stays
-            // open so the request can still be answered 503.
-            cancelled_ = true;
-            cancel_.emit(asio::cancellation_type::terminal);
-            return;
-        }
-        close();
-    }
-
-    void close_now() override { close(); }
+    ~app_dispatch() = default;
 
 private:
-    // Idle: wait for the next request's first bytes without a coroutine, under the idle timeout.
-    void wait_for_request() {
-        if (shutting_down_ || !transport_.is_open()) {
-            finish();
-            return;
-        }
-        idle_ = true;
-        set_deadline(options_.idle_timeout);
-        timed_out_ = false;
-        transport_.async_wait_readable([self = this->shared_from_this()](const asio::error_code& ec) {
-            self->idle_ = false;
-            if (ec || !self->transport_.is_open()) self->finish();
-            else self->on_readable();
-        });
+    bool plain_;
+};
+
+// The two kinds of application each use one of the entry points; the other is defined once, here.
+class plain_app_dispatch : public app_dispatch {
+public:
+    plain_app_dispatch() noexcept : app_dispatch(true) {}
+    WEIR_DECL asio::awaitable<bool> dispatch(connection_core& c, const http_request& message, bool head,
+                                             bool& keep_alive) override;
+
+protected:
+    ~plain_app_dispatch() = default;
+};
+
+class async_app_dispatch : public app_dispatch {
+public:
+    async_app_dispatch() noexcept : app_dispatch(false) {}
+    WEIR_DECL void answer_plain(connection_core& c, const http_request& message, bool head, bool keep_alive) override;
+
+protected:
+    ~async_app_dispatch() = default;
+};
+
+template <class App>
+using app_result_t = decltype(std::declval<App&>()(std::declval<const request<>&>()));
+
+// True for a synchronous application whose replies are always plain responses (see app_dispatch).
+template <class App>
+inline constexpr bool serves_plain_v =
+    !is_awaitable_v<app_result_t<App>> && std::is_same_v<reply_for_t<app_result_t<App>>, reply<>>;
+
+// The per-application part: runs the application and commits its reply (the final stage).
+template <class App, bool Plain = serves_plain_v<App>>
+class app_dispatcher;
+
+template <class App>
+class app_dispatcher<App, true> final : public plain_app_dispatch {
+public:
+    explicit app_dispatcher(App& app) noexcept : app_(app) {}
+
+    void answer_plain(connection_core& c, const http_request& message, bool head, bool keep_alive) override {
+        reply<> r = app_(request<>(message));
+        core::append_response(c, *r.template get_if<response>(), head, keep_alive);
     }
 
-    void on_readable() {
-        if constexpr (!plain_fast_path) {
-            activate();
+private:
+    App& app_;
+};
+
+template <class App>
+class app_dispatcher<App, false> final : public async_app_dispatch {
+public:
+    explicit app_dispatcher(App& app) noexcept : app_(app) {}
+
+    asio::awaitable<bool> dispatch(connection_core& c, const http_request& message, bool head,
+                                   bool& keep_alive) override {
+        // The app may return a bare response or pending<P>: commit takes the reply it converts to.
+        if constexpr (is_awaitable_v<app_result_t<App>>) {
+            core::watch_for_hangup(c);
+            struct stop_watch {
+                connection_core& c;
+                ~stop_watch() { core::stop_watching(c); }
+            };
+            reply_type r = co_await [&]() -> asio::awaitable<reply_type> {
+                stop_watch watching{c};
+                co_return co_await app_(request<>(message));
+            }();
+            // A cancelled coroutine throws at every co_await; the handler is done, so answer it.
+            if (core::cancelled(c)) co_await asio::this_coro::reset_cancellation_state();
+            keep_alive = keep_alive && !core::shutting_down(c); // a shutdown may have begun meanwhile
+            co_return commit(c, r, head, keep_alive);
         } else {
-            take_read_buffer();
-            asio::error_code ec;
-            std::size_t n = transport_.read_some(asio::buffer(buffer_.data() + end_, buffer_.size() - end_), ec);
-            if (ec == asio::error::would_block || ec == asio::error::try_again) {
-                release_idle_buffers(); // woken for nothing (a TLS record not complete yet, say)
-                wait_for_request();
-                return;
-            }
-            if (ec) {
-                finish();
-                return;
-            }
-            end_ += n;
-            take_spare(out_, spare_out_buffers());
-            for (;;) {
-                request_parser parser(options_.limits);
-                http_request message;
-                auto result = parser.parse(buffered(), message);
-                if (result.state != parse_result::kind::complete) break;
-                take_request(message);
-                bool keep_alive = message.keep_alive() && !shutting_down_;
-                bool head = message.method() == "HEAD";
-                try {
-                    reply<> r = app_(request<>(message));
-                    append_response(*r.template get_if<response>(), head, keep_alive);
-                } catch (const std::exception& e) {
-                    answer_handler_failure(message, e, head, keep_alive);
-                }
-                begin_ += result.consumed;
-                if (close_after_ || begin_ == end_ || out_.size() > 64 * 1024) break;
-            }
-            if (!out_.empty()) {
-                std::size_t written = transport_.write_some(asio::buffer(out_), ec);
-                if (ec == asio::error::would_block) {
-                    written = 0;
-                } else if (ec) {
-                    finish();
-                    return;
-                }
-                if (written < out_.size()) {
-                    out_.erase(0, written);
-                    activate(); // serve() writes the rest under the write deadline, then goes on
-                    return;
-                }
-                out_.clear();
-            }
-            if (close_after_) finish();
-            else if (begin_ == end_) {
-                release_idle_buffers();
-                wait_for_request();
-            } else {
-                activate(); // part of a request: serve() reads the rest under the phase deadlines
-            }
+            reply_type r = app_(request<>(message));
+            keep_alive = keep_alive && !core::shutting_down(c);
+            co_return commit(c, r, head, keep_alive);
         }
     }
 
-    // Bytes arrived: serve until idle again. Shutdown cancels what the coroutine awaits through cancel_.
-    void activate() {
-        asio::co_spawn(transport_.get_executor(), serve(),
-                       asio::bind_cancellation_slot(cancel_.slot(), [self = this->shared_from_this()](
-                                                                        std::exception_ptr) {
-                           if (self->upgrade_) return; // the session finishes the connection when it ends
-                           if (std::exchange(self->go_idle_, false)) self->wait_for_request();
-                           else self->finish();
-                       }));
-    }
+private:
+    using reply_type = reply_for_t<app_result_t<App>>;
 
-    void finish() {
-        if (std::exchange(ended_, true)) return;
-        close();
-        owner_.connection_ended(*this);
-    }
-
-    asio::awaitable<void> serve() {
-        try {
-            if (transport_.is_secure() && !handshake_done_) {
-                if (!co_await handshake()) co_return;
-                handshake_done_ = true;
-            }
-            co_await serve_requests();
-        } catch (const std::exception& e) {
-            go_idle_ = false;
-            // A cancelled connection ends with operation_aborted: that is the shutdown or the peer, not an error.
-            if (!cancelled_ && !peer_gone_) report_error(options_, fmt::format("connection error: {}", e.what()));
-        }
-    }
-
-    // Going idle: the read buffer goes back to the thread's spares, the write buffer to its own.
-    void release_idle_buffers() {
-        begin_ = end_ = 0;
-        give_back(buffer_, spare_buffers(), initial_buffer);
-        give_back(out_, spare_out_buffers(), 0);
-    }
-    static void give_back(std::string& b, std::vector<std::string>& spare, std::size_t only_size) {
-        if (b.capacity() == 0) return;
-        if ((only_size == 0 ? b.capacity() <= max_kept_out : b.size() == only_size) &&
-            spare.size() < max_spare_buffers) {
-            b.clear();
-            if (only_size) b.resize(only_size);
-            spare.emplace_back();
-            spare.back().swap(b);
-        } else {
-            std::string().swap(b);
-        }
-    }
-    // A read buffer from the thread's spares, or a new one, if the connection has none.
-    void take_read_buffer() {
-        if (buffer_.size() != 0) return;
-        take_spare(buffer_, spare_buffers());
-        if (buffer_.size() == 0) buffer_.resize(initial_buffer);
-    }
-    static void take_spare(std::string& b, std::vector<std::string>& spare) {
-        if (b.capacity() == 0 && !spare.empty()) {
-            b.swap(spare.back());
-            spare.pop_back();
-        }
-    }
-
-    void close() {
-        transport_.close();
-        expiry_.cancel();
-    }
-
-    // The connection's one deadline lives on the loop's sweep (no timer per connection). deadline_ is the
-    // truth; the sweep entry wakes no later than it. Phase and write deadlines arm the entry with their own
-    // duration, so arming costs an unlink and an append.
-    void set_deadline(std::chrono::milliseconds d) {
-        deadline_ = clock::now() + d;
-        expiry_.arm(deadlines_, d);
-    }
-    // Back to a deadline set earlier (a phase's, after a flush that waited under the write deadline). Later
-    // than the entry: the entry wakes first and re-arms. Earlier: re-armed toward it now.
-    void set_deadline_at(clock::time_point t) {
-        deadline_ = t;
-        if (!expiry_.armed() || expiry_.expiry() > t) arm_toward(t);
-    }
-    // Arms the entry with the largest power-of-two number of milliseconds that does not pass `t`: a handful of
-    // durations (so of sweep lists) covers any time left, and the deadline is reached in a few wake-ups.
-    void arm_toward(clock::time_point t) {
-        auto left = std::chrono::duration_cast<std::chrono::milliseconds>(t - clock::now()).count();
-        std::int64_t step = 1;
-        while (step * 2 <= left) step *= 2;
-        expiry_.arm(deadlines_, std::chrono::milliseconds(step));
-    }
-
-    static void on_expiry(void* context) {
-        auto& c = *static_cast<connection*>(context);
-        if (!c.transport_.is_open()) return;
-        if (c.handling_) {
-            // The application is working on a request; its own writes set a deadline again.
-            c.set_deadline(c.options_.idle_timeout);
-            return;
-        }
-        if (c.deadline_ > clock::now()) {
-            c.arm_toward(c.deadline_);
-            return;
-        }
-        // First cancel the pending wait so the connection can answer 408; if it is still stuck a second later
-        // (a peer that does not read), close the transport.
-        if (c.timed_out_) {
-            c.close();
-            return;
-        }
-        c.timed_out_ = true;
-        c.transport_.cancel();
-        c.set_deadline(std::chrono::seconds(1));
-    }
-
-    // While a coroutine handler runs, a client that goes away (EOF or reset) cancels it: its awaits end with
-    // operation_aborted instead of finishing work nobody will read. Bytes of a pipelined request end the
-    // watch (they are read after this request). Peeking reads nothing, so the request's views stay valid.
-    void watch_for_hangup() {
-        // The TCP socket's readiness, not the transport's: bytes a secure transport read ahead are a pipelined
-        // request, not a hangup.
-        transport_.lowest_layer().async_wait(asio::socket_base::wait_read, [self = this->shared_from_this(),
-                                        watch = ++watch_](const asio::error_code& ec) {
-                               if (ec || watch != self->watch_ || !self->handling_ || self->cancelled_) return;
-                               char c;
-                               asio::error_code rec;
-                               // A peek at the TCP layer: EOF or reset there is a hangup whatever the transport.
-                               self->transport_.lowest_layer().receive(asio::buffer(&c, 1),
-                                                                       asio::socket_base::message_peek, rec);
-                               if (rec == asio::error::would_block || rec == asio::error::try_again) {
-                                   self->watch_for_hangup();
-                                   return;
-                               }
-                               if (!rec) return; // a pipelined request
-                               self->peer_gone_ = true;
-                               self->cancel_.emit(asio::cancellation_type::terminal);
-                           });
-    }
-    void stop_watching() {
-        ++watch_;
-        transport_.cancel(); // only the readiness wait is pending while a handler runs
-    }
-
-    std::string_view buffered() const noexcept { return {buffer_.data() + begin_, end_ - begin_}; }
-
-    // Buffers of idle connections wait here, per thread (so per event loop, as a connection stays on one), for
-    // the next connection that has bytes to read or a response to write: an idle connection holds none, and a
-    // busy loop does not allocate them per request.
-    static std::vector<std::string>& spare_buffers() {
-        thread_local std::vector<std::string> spare;
-        return spare;
-    }
-    static std::vector<std::string>& spare_out_buffers() {
-        thread_local std::vector<std::string> spare;
-        return spare;
-    }
-
-    // Reads more bytes into the buffer, moving or growing it as needed; waits for readability while there is
-    // nothing to read. Returns false on EOF or error.
-    asio::awaitable<bool> read_more() {
-        asio::error_code ec;
-        take_read_buffer();
-        if (end_ == buffer_.size()) {
-            if (begin_ > 0) {
-                std::memmove(buffer_.data(), buffer_.data() + begin_, end_ - begin_);
-                end_ -= begin_;
-                begin_ = 0;
-            } else {
-                buffer_.resize(buffer_.size() * 2);
-            }
-        }
-        for (;;) {
-            std::size_t n = transport_.read_some(asio::buffer(buffer_.data() + end_, buffer_.size() - end_), ec);
-            if (ec == asio::error::would_block || ec == asio::error::try_again) {
-                co_await transport_.async_wait_readable(asio::redirect_error(asio::use_awaitable, ec));
-                if (ec) co_return false;
-                continue;
-            }
-            if (ec) co_return false;
-            end_ += n;
-            co_return true;
-        }
-    }
-
-    // Writes what is waiting in out_. Most writes fit in the socket buffer and finish at once without
-    // suspending; only a peer that does not read makes us wait, under the write deadline.
-    asio::awaitable<bool> flush() {
-        if (out_.empty()) co_return true;
-        asio::error_code ec;
-        std::size_t n = transport_.write_some(asio::buffer(out_), ec);
-        if (ec == asio::error::would_block) {
-            n = 0;
-            ec = {};
-        }
-        if (!ec && n < out_.size()) {
-            bool handling = std::exchange(handling_, false);
-            set_deadline(options_.write_timeout);
-            timed_out_ = false;
-            while (!ec && n < out_.size()) {
-                co_await transport_.async_wait_writable(asio::redirect_error(asio::use_awaitable, ec));
-                if (ec) break;
-                n += transport_.write_some(asio::buffer(out_.data() + n, out_.size() - n), ec);
-                if (ec == asio::error::would_block) ec = {};
-            }
-            handling_ = handling;
-        }
-        out_.clear();
-        if (out_.capacity() > max_kept_buffer) std::string().swap(out_); // one large response, not for ever
-        co_return !ec;
-    }
-
-    // Closes after an error answer without losing it: a close with unread request bytes would make the
-    // kernel send RST, and the client could lose the response. Stop sending, drain briefly, then close.
-    // `below_tls`: the answer went out in plain text under a secure transport (plain HTTP to a TLS port), so
-    // stop and drain the TCP socket itself.
-    asio::awaitable<void> linger_close(bool below_tls = false) {
-        asio::error_code ec;
-        if (below_tls) transport_.lowest_layer().shutdown(asio::socket_base::shutdown_send, ec);
-        else transport_.shutdown_send();
-        set_deadline(std::chrono::milliseconds(2000));
-        timed_out_ = false;
-        char sink[4096];
-        std::size_t drained = 0;
-        ec = {};
-        while (!ec && drained < 256 * 1024 && !timed_out_) {
-            drained += below_tls ? transport_.lowest_layer().read_some(asio::buffer(sink), ec)
-                                 : transport_.read_some(asio::buffer(sink), ec);
-            if (ec == asio::error::would_block || ec == asio::error::try_again)
-                co_await transport_.async_wait_readable(asio::redirect_error(asio::use_awaitable, ec));
-        }
-    }
-
-    // A secure transport's handshake, within the header timeout: a client that never sends a ClientHello, or
-    // stops halfway, is dropped then. A plain HTTP request was answered 400 by the transport: let the answer
-    // reach the client before closing.
-    asio::awaitable<bool> handshake() {
-        handshaking_ = true;
-        set_deadline(options_.header_timeout);
-        timed_out_ = false;
-        asio::error_code ec;
-        co_await transport_.async_handshake(asio::redirect_error(asio::use_awaitable, ec));
-        handshaking_ = false;
-        if (!ec) co_return !shutting_down_;
-        if (transport_.answered_plain_http()) co_await linger_close(true);
-        co_return false;
-    }
-
-    asio::awaitable<void> answer_error(status code, std::string_view reason) {
-        response r(code, reason.empty() ? fmt::format("{}\n", reason_phrase(code))
-                                        : fmt::format("{}: {}\n", reason_phrase(code), reason));
-        append_response(r, false, false);
-        if (co_await flush()) co_await linger_close();
-    }
-
-    // Serves requests until the connection is idle (go_idle_: nothing buffered, everything answered) or must
-    // close. The parser and the request live here, in the coroutine's frame: an idle connection holds neither.
-    asio::awaitable<void> serve_requests() {
-        request_parser parser(options_.limits);
-        http_request message;
-        take_spare(out_, spare_out_buffers());
-        bool woken = true; // a readiness wait ended: read before deciding the connection is idle
-        for (;;) {
-            // Read one request.
-            parser.reset();
-            bool sent_continue = false;
-            parse_result result;
-            // Each phase (idle, head, body) has one deadline, set when the phase starts: reads do not extend it,
-            // so a client dribbling a byte at a time gets 408 when the phase's time is up (slowloris).
-            enum class phase { none, idle, head, body } phase = phase::none;
-            clock::time_point phase_deadline{};
-            for (;;) {
-                result = parser.parse(buffered(), message);
-                if (result.state != parse_result::kind::incomplete) break;
-                if (std::size_t n = parser.decoded_bytes()) {
-                    // A chunked body is decoded as it arrives: drop its raw framing, keep the head and the rest.
-                    char* from = buffer_.data() + begin_ + parser.decoded_offset();
-                    std::memmove(from, from + n, static_cast<std::size_t>(buffer_.data() + end_ - (from + n)));
-                    end_ -= n;
-                    parser.discard_decoded();
-                }
-                // Nothing more is buffered: send what pipelined responses are waiting before blocking.
-                if (!co_await flush()) co_return;
-                if (parser.expects_continue() && !sent_continue) {
-                    sent_continue = true;
-                    out_ = "HTTP/1.1 100 Continue\r\n\r\n";
-                    if (!co_await flush()) co_return;
-                }
-                bool started = end_ > begin_;
-                if (!started && (shutting_down_ || close_after_)) co_return;
-                if (!started && !woken) {
-                    // Everything read has been answered: end the coroutine; the connection waits without one.
-                    release_idle_buffers();
-                    go_idle_ = true;
-                    co_return;
-                }
-                idle_ = !started;
-                auto now = !started ? phase::idle : parser.head_complete() ? phase::body : phase::head;
-                if (now != phase) {
-                    phase = now;
-                    set_deadline(now == phase::idle   ? options_.idle_timeout
-                                 : now == phase::body ? options_.body_timeout
-                                                      : options_.header_timeout);
-                    phase_deadline = deadline_;
-                } else {
-                    set_deadline_at(phase_deadline); // again after a flush, which sets the write deadline
-                }
-                timed_out_ = false;
-                woken = false;
-                bool ok = co_await read_more();
-                idle_ = false;
-                if (!ok) {
-                    if (timed_out_ && end_ > begin_ && transport_.is_open())
-                        co_await answer_error(status::request_timeout, "request timeout");
-                    co_return;
-                }
-            }
-            if (result.state == parse_result::kind::error) {
-                co_await answer_error(result.error_status, result.error_reason);
-                co_return;
-            }
-            handling_ = true; // a handler may take its time; writes set their own deadline
-            take_request(message);
-            bool keep_alive = message.keep_alive();
-            bool head = message.method() == "HEAD";
-            std::size_t consumed = result.consumed;
-            bool upgraded = false;
-            try {
-                // The app may return a bare response or pending<P>: commit takes the reply it converts to.
-                using app_result = decltype(app_(std::declval<const request<>&>()));
-                using reply_type = reply_for_t<app_result>;
-                if constexpr (is_awaitable_v<app_result>) {
-                    watch_for_hangup();
-                    struct stop_watch {
-                        connection* c;
-                        ~stop_watch() { c->stop_watching(); }
-                    };
-                    reply_type r = co_await [&]() -> asio::awaitable<reply_type> {
-                        stop_watch watching{this};
-                        co_return co_await app_(request<>(message));
-                    }();
-                    // A cancelled coroutine throws at every co_await; the handler is done, so answer it.
-                    if (cancelled_) co_await asio::this_coro::reset_cancellation_state();
-                    keep_alive = keep_alive && !shutting_down_; // a shutdown may have begun meanwhile
-                    upgraded = co_await commit(r, consumed, head, keep_alive);
-                } else {
-                    reply_type r = app_(request<>(message));
-                    keep_alive = keep_alive && !shutting_down_;
-                    upgraded = co_await commit(r, consumed, head, keep_alive);
-                }
-            } catch (const std::exception& e) {
-                if (peer_gone_) co_return; // nobody is left to answer
-                if (cancelled_) {
-                    response r(status::service_unavailable, "Service Unavailable: the server is shutting down\n");
-                    append_response(r, head, false);
-                } else {
-                    answer_handler_failure(message, e, head, keep_alive && !shutting_down_);
-                }
-            }
-            if (cancelled_) co_await asio::this_coro::reset_cancellation_state();
-            handling_ = false;
-            if (upgraded) co_return;
-            begin_ += consumed;
-            if (begin_ == end_) {
-                begin_ = end_ = 0;
-                if (buffer_.size() > max_kept_buffer) std::string().swap(buffer_); // read_more allocates again
-            }
-            if (!keep_alive || close_after_) {
-                co_await flush();
-                co_return;
-            }
-            // Many pipelined responses are written together; cap what waits in memory.
-            if (out_.size() > 64 * 1024 && !co_await flush()) co_return;
-        }
-    }
-
-    // A parsed request is about to be handled: what the connection knows goes into it.
-    void take_request(http_request& message) {
-        version_ = message.version();
-        message.remote_ = remote_;
-        message.secure_ = transport_.is_secure();
-    }
-
-    // A handler threw: report it and answer 500.
-    void answer_handler_failure(const http_request& message, const std::exception& e, bool head, bool keep_alive) {
-        report_error(options_, fmt::format("{} {}: {}", message.method(), message.target(), e.what()));
-        append_response(response(status::internal_server_error, "Internal Server Error\n"), head, keep_alive);
-    }
-
-    void append_response(const response& r, bool head, bool keep_alive) {
-        append_head_start(out_, r.status(), r.headers());
-        bool no_body = forbids_body(r.status());
-        if (!no_body) {
-            append(out_, "Content-Length: ");
-            append_number(out_, r.body().size());
-            append(out_, "\r\n");
-        }
-        if (!keep_alive || r.closes_connection()) {
-            append(out_, "Connection: close\r\n");
-            close_after_ = true;
-        } else if (version_ == 10) {
-            append(out_, "Connection: keep-alive\r\n");
-        }
-        append(out_, "\r\n");
-        if (!head && !no_body) append(out_, r.body());
-    }
-
-    // The final stage: the only place a reply reaches the socket. Returns true if an upgrade ran.
+    // The final stage: the only place a reply reaches the socket. Returns true if an upgrade was committed.
     template <class... Protocols>
-    asio::awaitable<bool> commit(reply<Protocols...>& r, std::size_t consumed, bool head, bool keep_alive) {
+    static bool commit(connection_core& c, reply<Protocols...>& r, bool head, bool keep_alive) {
         if (auto* plain = r.template get_if<response>()) {
-            append_response(*plain, head, keep_alive);
-            co_return false;
+            core::append_response(c, *plain, head, keep_alive);
+            return false;
         }
         bool upgraded = false;
-        (co_await commit_pending<Protocols>(r, consumed, head, keep_alive, upgraded), ...);
-        co_return upgraded;
+        (commit_pending<Protocols>(c, r, head, keep_alive, upgraded), ...);
+        return upgraded;
     }
 
     template <class P, class... Protocols>
-    asio::awaitable<void> commit_pending(reply<Protocols...>& r, std::size_t consumed, bool head, bool keep_alive,
-                                         bool& upgraded) {
+    static void commit_pending(connection_core& c, reply<Protocols...>& r, bool head, bool keep_alive,
+                               bool& upgraded) {
         auto* p = r.template get_if<pending<P>>();
-        if (!p) co_return;
+        if (!p) return;
         // A stage overrode the status: a plain response, and the session never runs.
-        if (!p->will_commit() || shutting_down_) {
+        bool shutting_down = core::shutting_down(c);
+        if (!p->will_commit() || shutting_down) {
             response plain = std::move(*p).to_response();
-            if (shutting_down_ && p->will_commit()) plain.set_status(status::service_unavailable);
-            append_response(plain, head, keep_alive);
-            co_return;
+            if (shutting_down && p->will_commit()) plain.set_status(status::service_unavailable);
+            core::append_response(c, plain, head, keep_alive);
+            return;
         }
         P& session = p->session();
+        std::string& out = core::output(c);
         if (head) {
             // HEAD gets the head GET would get, then no body, and the session never runs. Switching protocols
             // (101) answers only the request that asked for it, and no HEAD can: that is a bad request.
             if (to_int(p->status()) < 200) {
-                append_response(response(status::bad_request, "a HEAD request cannot switch protocols\n"), head,
-                                keep_alive);
-                co_return;
+                core::append_response(c, response(status::bad_request, "a HEAD request cannot switch protocols\n"),
+                                      head, keep_alive);
+                return;
             }
             session.prepare_head(p->headers());
-            append_head_start(out_, p->status(), p->headers());
-            std::size_t fields = out_.size();
-            session.write_protocol_fields(out_);
-            // The GET would have handed the connection to the session; the HEAD's answer ends it.
-            if (!contains_connection_close(std::string_view(out_).substr(fields)))
-                append(out_, "Connection: close\r\n");
-            append(out_, "\r\n");
-            close_after_ = true;
-            co_return;
+            append_head_start(out, p->status(), p->headers());
+            std::size_t fields = out.size();
+            session.write_protocol_fields(out);
+            core::end_head_of_upgrade(c, fields);
+            return;
         }
         upgraded = true;
         session.prepare_head(p->headers());
-        append_head_start(out_, p->status(), p->headers());
-        session.write_protocol_fields(out_);
-        append(out_, "\r\n");
+        append_head_start(out, p->status(), p->headers());
+        session.write_protocol_fields(out);
+        append(out, "\r\n");
         p->headers() = weir::headers(); // written: a stream or session may live for hours
-        if (!co_await flush()) co_return;
-        std::string leftover(buffered().substr(consumed));
-        release_buffers(); // a stream or session may live for hours: keep only what it uses
-        expiry_.cancel(); // the protocol keeps its own timeouts
-        // The session runs on its own, and the HTTP side's coroutines (serve, commit) end: an open stream or session
-        // keeps nothing of the request that started it but this object. A protocol that runs from callbacks
-        // keeps no coroutine at all while idle; the others run in a coroutine of their own.
-        auto running = std::make_unique<running_upgrade<P>>(std::move(*p), transport_, std::move(leftover));
-        auto& session_state = *running;
-        upgrade_ = std::move(running);
-        upgraded_ = &session_state.link;
-        // A shutdown that began while the head was being written must still reach the session.
-        if (shutting_down_) session_state.link.begin_shutdown();
-        auto ended = [self = this->shared_from_this()](std::exception_ptr e) { self->upgrade_ended(std::move(e)); };
-        P& started = session_state.reply.session();
-        if constexpr (callback_protocol<P>) started.start(session_state.link, std::move(ended));
-        else asio::co_spawn(transport_.get_executor(), started.run(session_state.link), std::move(ended));
+        // The session runs on its own once the head is written, and the HTTP side's coroutines end: an open stream
+        // or session keeps nothing of the request that started it but the connection.
+        core::commit_upgrade(c, std::make_unique<running_upgrade<P>>(std::move(*p)));
     }
 
-    // A committed upgrade's session: what it needs until it ends.
-    struct running_upgrade_base {
-        running_upgrade_base(weir::transport& t, std::string leftover) : link(t, std::move(leftover)) {}
-        virtual ~running_upgrade_base() = default;
-        virtual void ended(upgrade_summary summary) = 0;
-        upgraded_connection link;
-        clock::time_point started = clock::now();
-    };
-    template <class P>
-    struct running_upgrade final : running_upgrade_base {
-        running_upgrade(pending<P>&& p, weir::transport& t, std::string leftover)
-            : running_upgrade_base(t, std::move(leftover)), reply(std::move(p)) {}
-        void ended(upgrade_summary summary) override { reply.ended(summary); }
-        weir::pending<P> reply;
-    };
-
-    void upgrade_ended(std::exception_ptr e) {
-        if (e) {
-            try {
-                std::rethrow_exception(e);
-            } catch (const std::exception& error) {
-                report_error(options_, fmt::format("upgraded session ended with an error: {}", error.what()));
-            } catch (...) {
-            }
-        }
-        upgraded_ = nullptr;
-        auto running = std::move(upgrade_);
-        try {
-            running->ended(upgrade_summary{clock::now() - running->started, running->link.bytes_written()});
-        } catch (const std::exception& error) {
-            report_error(options_, fmt::format("an on_end callback failed: {}", error.what()));
-        }
-        finish();
-    }
-
-    static bool contains_connection_close(std::string_view fields) noexcept {
-        constexpr std::string_view want = "connection: close\r\n";
-        for (std::size_t i = 0; i + want.size() <= fields.size(); ++i)
-            if ((i == 0 || fields[i - 1] == '\n') && iequals(fields.substr(i, want.size()), want)) return true;
-        return false;
-    }
-
-    void release_buffers() {
-        std::string().swap(buffer_);
-        std::string().swap(out_);
-        begin_ = end_ = 0;
-    }
-
-    weir::transport transport_;
-    deadline_sweep& deadlines_;
-    deadline expiry_{&connection::on_expiry, this};
     App& app_;
-    const server_options& options_;
-    connection_owner& owner_;
-    asio::ip::tcp::endpoint remote_;
-    std::string buffer_;
-    std::size_t begin_ = 0, end_ = 0;
-    std::string out_;
-    clock::time_point deadline_{};
-    bool handling_ = false;
-    upgraded_connection* upgraded_ = nullptr;
-    unsigned version_ = 11;  // of the request being answered (10: HTTP/1.0)
-    bool idle_ = false;
-    bool go_idle_ = false;   // serve() ended because the connection is idle, not closing
-    std::unique_ptr<running_upgrade_base> upgrade_; // a committed upgrade's session, while it runs
-    bool ended_ = false;
-    bool handshaking_ = false;
-    bool handshake_done_ = false;
-    bool shutting_down_ = false;
-    bool close_after_ = false;
-    bool timed_out_ = false;
-    bool cancelled_ = false; // shutdown_timeout cancelled the running handler
-    bool peer_gone_ = false; // the client went away while a handler ran
-    unsigned watch_ = 0;     // which hangup watch is current
-    asio::cancellation_signal cancel_;
 };
 
 } // namespace weir::detail
+
+#if !defined(WEIR_SEPARATE_COMPILATION)
+#include <weir/impl/connection.ipp>
+#endif

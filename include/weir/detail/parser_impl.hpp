@@ -1,31 +1,33 @@
 #pragma once
 
-// Definitions of weir::request_parser (included at the end of weir/http/parser.hpp).
+// Definitions of weir::request_parser: included at the end of weir/http/parser.hpp (header-only), or compiled
+// once by <weir/impl/src.hpp> (WEIR_SEPARATE_COMPILATION).
 
+#include <weir/detail/config.hpp>
 #include <weir/http/parser.hpp>
 
 #include <cstring>
 
 namespace weir {
 
-inline request_parser::request_parser(const http_limits& limits) noexcept : limits_(limits) {}
+WEIR_DECL request_parser::request_parser(const http_limits& limits) noexcept : limits_(limits) {}
 
-inline bool request_parser::head_complete() const noexcept { return phase_ != phase::head; }
+WEIR_DECL bool request_parser::head_complete() const noexcept { return phase_ != phase::head; }
 
-inline bool request_parser::expects_continue() const noexcept {
+WEIR_DECL bool request_parser::expects_continue() const noexcept {
     return expect_continue_ && (phase_ == phase::body || phase_ == phase::chunked);
 }
 
-inline std::size_t request_parser::decoded_bytes() const noexcept {
+WEIR_DECL std::size_t request_parser::decoded_bytes() const noexcept {
     if (phase_ != phase::chunked && phase_ != phase::trailers) return 0;
     return chunk_pos_ - head_end_;
 }
 
-inline void request_parser::discard_decoded() noexcept {
+WEIR_DECL void request_parser::discard_decoded() noexcept {
     if (phase_ == phase::chunked || phase_ == phase::trailers) chunk_pos_ = head_end_;
 }
 
-inline void request_parser::reset() noexcept {
+WEIR_DECL void request_parser::reset() noexcept {
     phase_ = phase::head;
     base_ = nullptr;
     start_ = line_start_ = scanned_ = head_end_ = 0;
@@ -36,7 +38,7 @@ inline void request_parser::reset() noexcept {
 }
 
 // The connection may move its buffer between calls: views already handed out follow it.
-inline void request_parser::rebase(std::string_view data, http_request& out) noexcept {
+WEIR_DECL void request_parser::rebase(std::string_view data, http_request& out) noexcept {
     const char* now = data.data();
     if (base_ == nullptr || base_ == now || phase_ == phase::head) {
         base_ = now;
@@ -57,7 +59,7 @@ inline void request_parser::rebase(std::string_view data, http_request& out) noe
     base_ = now;
 }
 
-inline parse_result request_parser::parse(std::string_view data, http_request& out) {
+WEIR_DECL parse_result request_parser::parse(std::string_view data, http_request& out) {
     rebase(data, out);
     switch (phase_) {
     case phase::head: {
@@ -78,7 +80,7 @@ inline parse_result request_parser::parse(std::string_view data, http_request& o
 
 // Finds the end of the head line by line, rejecting bare CR and bare LF as soon as they arrive, and
 // enforcing the request-line and head limits before the whole head is buffered.
-inline parse_result request_parser::scan_head(std::string_view data, http_request& out) {
+WEIR_DECL parse_result request_parser::scan_head(std::string_view data, http_request& out) {
     const char* p = data.data();
     // Empty lines before the request line are ignored (RFC 9112 section 2.2).
     while (start_ == line_start_ && scanned_ == start_) {
@@ -228,7 +230,7 @@ inline bool parse_field_line(std::string_view line, request_field& field) noexce
 
 } // namespace detail
 
-inline parse_result request_parser::parse_head(std::string_view data, http_request& out) {
+WEIR_DECL parse_result request_parser::parse_head(std::string_view data, http_request& out) {
     using detail::iequals;
     const char* p = data.data();
     std::string_view head(p + start_, head_end_ - start_);
@@ -351,7 +353,7 @@ inline parse_result request_parser::parse_head(std::string_view data, http_reque
 }
 
 // chunked-body = *chunk last-chunk trailer-section CRLF (RFC 9112 section 7.1), decoded incrementally.
-inline parse_result request_parser::parse_chunked(std::string_view data, http_request& out) {
+WEIR_DECL parse_result request_parser::parse_chunked(std::string_view data, http_request& out) {
     const char* p = data.data();
     while (true) {
         if (phase_ == phase::trailers) {

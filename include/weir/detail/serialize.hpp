@@ -1,5 +1,6 @@
 #pragma once
 
+#include <weir/detail/config.hpp>
 #include <weir/http/headers.hpp>
 #include <weir/http/status.hpp>
 
@@ -14,22 +15,7 @@
 namespace weir::detail {
 
 // The IMF-fixdate for the current second, formatted once a second per thread (RFC 9110 section 6.6.1).
-inline std::string_view http_date() {
-    struct cache {
-        std::time_t second = 0;
-        char text[32] = {};
-        std::size_t size = 0;
-    };
-    thread_local cache c;
-    std::time_t now = std::time(nullptr);
-    if (now != c.second) {
-        std::tm tm{};
-        gmtime_r(&now, &tm);
-        c.size = std::strftime(c.text, sizeof c.text, "%a, %d %b %Y %H:%M:%S GMT", &tm);
-        c.second = now;
-    }
-    return {c.text, c.size};
-}
+WEIR_DECL std::string_view http_date();
 
 inline void append(std::string& out, std::string_view s) { out.append(s.data(), s.size()); }
 
@@ -45,20 +31,10 @@ inline void append_number(std::string& out, std::size_t n) {
 }
 
 // Status line, Date and the stage-editable fields. Framing fields and the final CRLF are the caller's.
-inline void append_head_start(std::string& out, status code, const headers& fields) {
-    append(out, "HTTP/1.1 ");
-    append_number(out, to_int(code));
-    out.push_back(' ');
-    append(out, reason_phrase(code));
-    append(out, "\r\nDate: ");
-    append(out, http_date());
-    append(out, "\r\n");
-    for (auto& [name, value] : fields) {
-        append(out, name);
-        append(out, ": ");
-        append(out, value);
-        append(out, "\r\n");
-    }
-}
+WEIR_DECL void append_head_start(std::string& out, status code, const headers& fields);
 
 } // namespace weir::detail
+
+#if !defined(WEIR_SEPARATE_COMPILATION)
+#include <weir/impl/serialize.ipp>
+#endif

@@ -1,6 +1,7 @@
 #pragma once
 
 #include <weir/detail/chars.hpp>
+#include <weir/detail/config.hpp>
 
 #include <algorithm>
 #include <optional>
@@ -38,29 +39,13 @@ public:
     /// Appends a field, keeping any others of the same name (Set-Cookie, Vary, Link ...).
     /// Throws protocol_header_error for a framing or upgrade header, std::invalid_argument for a name that
     /// is not a token or a value with CR, LF or NUL (response splitting).
-    void add(std::string_view name, std::string_view value) {
-        check(name, value);
-        fields_.emplace_back(std::string(name), std::string(value));
-    }
+    WEIR_DECL void add(std::string_view name, std::string_view value);
 
     /// Replaces every field of this name with one field.
-    void set(std::string_view name, std::string_view value) {
-        check(name, value);
-        auto it = std::find_if(fields_.begin(), fields_.end(), named{name});
-        if (it == fields_.end()) {
-            fields_.emplace_back(std::string(name), std::string(value));
-            return;
-        }
-        it->second.assign(value);
-        fields_.erase(std::remove_if(std::next(it), fields_.end(), named{name}), fields_.end());
-    }
+    WEIR_DECL void set(std::string_view name, std::string_view value);
 
     /// Removes every field of this name; returns how many were removed.
-    std::size_t erase(std::string_view name) {
-        auto old = fields_.size();
-        fields_.erase(std::remove_if(fields_.begin(), fields_.end(), named{name}), fields_.end());
-        return old - fields_.size();
-    }
+    WEIR_DECL std::size_t erase(std::string_view name);
 
     /// The value of the first field of this name, if any.
     std::optional<std::string_view> get(std::string_view name) const noexcept {
@@ -70,22 +55,13 @@ public:
     }
 
     /// Every value of this name, in order.
-    std::vector<std::string_view> get_all(std::string_view name) const {
-        std::vector<std::string_view> out;
-        for (auto& f : fields_)
-            if (detail::iequals(f.first, name)) out.emplace_back(f.second);
-        return out;
-    }
+    WEIR_DECL std::vector<std::string_view> get_all(std::string_view name) const;
 
     /// True if a field of this name is present.
     bool contains(std::string_view name) const noexcept { return get(name).has_value(); }
 
     /// True if a field of this name holds `token` in its comma-separated list (Vary: Origin ...).
-    bool list_contains(std::string_view name, std::string_view token) const noexcept {
-        for (auto& f : fields_)
-            if (detail::iequals(f.first, name) && detail::list_contains(f.second, token)) return true;
-        return false;
-    }
+    WEIR_DECL bool list_contains(std::string_view name, std::string_view token) const noexcept;
 
     std::size_t size() const noexcept { return fields_.size(); }
     bool empty() const noexcept { return fields_.empty(); }
@@ -99,17 +75,13 @@ private:
         bool operator()(const field& f) const noexcept { return detail::iequals(f.first, name); }
     };
 
-    static void check(std::string_view name, std::string_view value) {
-        if (!detail::is_token(name)) throw std::invalid_argument("weir: header name is not an HTTP token");
-        if (!detail::is_field_value(value))
-            throw std::invalid_argument("weir: header value holds a control character (CR, LF or NUL)");
-        if (is_protocol_owned_header(name))
-            throw protocol_header_error("weir: the " + std::string(name) +
-                                        " header belongs to the final stage, which writes it; a stage "
-                                        "cannot set it");
-    }
+    WEIR_DECL static void check(std::string_view name, std::string_view value);
 
     std::vector<field> fields_;
 };
 
 } // namespace weir
+
+#if !defined(WEIR_SEPARATE_COMPILATION)
+#include <weir/impl/headers.ipp>
+#endif

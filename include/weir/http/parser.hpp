@@ -1,6 +1,7 @@
 #pragma once
 
 #include <weir/detail/chars.hpp>
+#include <weir/detail/config.hpp>
 #include <weir/http/request.hpp>
 #include <weir/http/status.hpp>
 
@@ -106,4 +107,6 @@ private:
 
 } // namespace weir
 
+#if !defined(WEIR_SEPARATE_COMPILATION)
 #include <weir/detail/parser_impl.hpp>
+#endif

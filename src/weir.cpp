@@ -1,0 +1,4 @@
+// weir compiled once (WEIR_SEPARATE_COMPILATION): the parser, the serializer, headers and the connection and
+// server cores. The CMake target weir::separate (and meson's separate_compilation option) builds this file into
+// libweir.a; a program may instead compile it itself, with WEIR_SEPARATE_COMPILATION defined.
+#include <weir/impl/src.hpp>
