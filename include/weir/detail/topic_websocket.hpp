@@ -41,7 +41,7 @@ public:
     void queue(const topic_event& e) override {
         if (closing_ || !session_->is_open()) return;
         if (backlog_events() > 0) offer_backlog(); // what waits goes first, in order
-        if (backlog_events() == 0 && session_->try_send(websocket_payload(e.websocket))) return;
+        if (backlog_events() == 0 && session_->queue_in_pass(websocket_payload(e.websocket))) return;
         switch (on_full_) {
         case websocket_subscriber_policy::drop_message: return;
         case websocket_subscriber_policy::close_session:
@@ -51,7 +51,7 @@ public:
         case websocket_subscriber_policy::drop_oldest: hold(e.websocket); return;
         }
     }
-    void flush() override {} // the session's own flush is scheduled by try_send
+    void flush() override { session_->flush_in_pass(); }
 
     // Events held back now, and their bytes (for tests).
     std::size_t backlog_events() const noexcept { return backlog_.size() - head_; }

@@ -112,6 +112,8 @@ struct ws_sender_link {
     websocket_full_queue_policy on_full = websocket_full_queue_policy::close_session;
 };
 
+class websocket_topic_subscriber;
+
 } // namespace detail
 
 /// Sends to a WebSocket session from any thread: each call posts to the session's thread. Holding one does
@@ -248,6 +250,7 @@ public:
 private:
     friend class websocket;
     friend class websocket_sender;
+    friend class detail::websocket_topic_subscriber;
 
     struct outgoing {
         std::uint8_t opcode;
@@ -711,7 +714,22 @@ private:
         return queued_count_ >= limits_->send_queue_capacity || queued_bytes_ >= limits_->send_queue_bytes;
     }
 
-    bool enqueue(std::uint8_t opcode, websocket_payload payload) {
+    // For a topics delivery pass: queues without scheduling a flush; the pass calls flush_in_pass() once it has
+    // queued this session's events, while the session's state is still in the cache.
+    bool queue_in_pass(websocket_payload text) {
+        return !queue_full() && enqueue(detail::ws_text, std::move(text), false);
+    }
+
+    // Writes what the pass queued now. Nothing it does may end the session inside the pass (which walks the
+    // topic's member list): with a close queued it leaves the write to the loop, and a failed write is acted on
+    // from the loop.
+    void flush_in_pass() {
+        if (close_queued_) return schedule_flush();
+        if (flush_posted_ || writing_ || finished_ || aborted_) return;
+        flush(true);
+    }
+
+    bool enqueue(std::uint8_t opcode, websocket_payload payload, bool flush_soon = true) {
         if (close_queued_ || finished_) return false;
         // Compressed as it is queued, so messages take their context in the order they are sent, and the
         // send budget counts the bytes that will be written.
@@ -724,7 +742,7 @@ private:
         ++queued_count_;
         queued_bytes_ += payload.size();
         sending().outbox.push_back({opcode, std::move(payload), compressed});
-        schedule_flush();
+        if (flush_soon) schedule_flush();
         return true;
     }
 
@@ -755,13 +773,18 @@ private:
         });
     }
 
-    void flush() {
+    void flush(bool in_pass = false) {
         while (!writing_ && !finished_ && !aborted_ && !close_sent_) {
             if (!gather()) return release_send_state(); // all written
             // The stream is non-blocking: try at once, wait for writability only for what did not fit.
             asio::error_code ec;
             std::size_t n = stream_.write_some(send_->buffers, ec);
             if (ec == asio::error::would_block) ec = {}, n = 0;
+            if (ec && in_pass) {
+                // The batch stays queued; ending the session waits for the loop (see flush_in_pass()).
+                asio::post(stream_.get_executor(), [self = shared_from_this()] { self->write_failed(); });
+                return;
+            }
             if (ec) return write_failed();
             if (link_) link_->count_written(n);
             if (n == send_->batch_bytes) {
