@@ -77,6 +77,12 @@ private:
 
     WEIR_DECL static void check(std::string_view name, std::string_view value);
 
+    // A response usually gets a handful of fields, one at a time from several stages: room for them all at the
+    // first, instead of growing (and moving every field) at the 2nd, 3rd and 5th.
+    void make_room() {
+        if (fields_.capacity() == 0) fields_.reserve(8);
+    }
+
     std::vector<field> fields_;
 };
 

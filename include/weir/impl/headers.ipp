@@ -9,14 +9,16 @@ namespace weir {
 
 WEIR_DECL void headers::add(std::string_view name, std::string_view value) {
     check(name, value);
-    fields_.emplace_back(std::string(name), std::string(value));
+    make_room();
+    fields_.emplace_back(name, value);
 }
 
 WEIR_DECL void headers::set(std::string_view name, std::string_view value) {
     check(name, value);
     auto it = std::find_if(fields_.begin(), fields_.end(), named{name});
     if (it == fields_.end()) {
-        fields_.emplace_back(std::string(name), std::string(value));
+        make_room();
+        fields_.emplace_back(name, value);
         return;
     }
     it->second.assign(value);
