@@ -93,8 +93,8 @@ enum class dispatch_result : unsigned char { answered, upgraded, running };
 class app_dispatch {
 public:
     // A synchronous application whose replies are always plain responses is served through answer_plain,
-    // without a coroutine while requests arrive whole and their responses are written at once (the common
-    // case); any other application through dispatch.
+    // straight from the readiness callback while requests arrive whole and their responses are written at once
+    // (the common case); any other application through dispatch.
     explicit app_dispatch(bool plain) noexcept : plain_(plain) {}
     bool plain() const noexcept { return plain_; }
 
@@ -250,8 +250,8 @@ private:
         session.write_protocol_fields(out);
         append(out, "\r\n");
         p->headers() = weir::headers(); // written: a stream or session may live for hours
-        // The session runs on its own once the head is written, and the HTTP side's coroutines end: an open stream
-        // or session keeps nothing of the request that started it but the connection.
+        // The session runs on its own once the head is written, and the HTTP side's serving state goes: an open
+        // stream or session keeps nothing of the request that started it but the connection.
         core::commit_upgrade(c, std::make_unique<running_upgrade<P>>(std::move(*p)));
     }
 
