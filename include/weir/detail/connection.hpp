@@ -8,11 +8,14 @@
 #include <weir/upgrade.hpp>
 
 #include <asio/awaitable.hpp>
+#include <asio/bind_cancellation_slot.hpp>
+#include <asio/cancellation_signal.hpp>
 #include <asio/co_spawn.hpp>
 #include <asio/this_coro.hpp>
 
 #include <chrono>
 #include <cstddef>
+#include <exception>
 #include <memory>
 #include <optional>
 #include <string>
@@ -75,24 +78,34 @@ WEIR_DECL void end_head_of_upgrade(connection_core& c, std::size_t fields_start)
 // The head of a committed upgrade is in output(): once the connection has written it, it gives itself up to the
 // session (the bytes after the request become its leftover; the buffers and HTTP deadlines go).
 WEIR_DECL void commit_upgrade(connection_core& c, std::unique_ptr<running_upgrade_base> running);
+// For a coroutine application: what keeps the connection alive while the handler runs, the slot through which a
+// shutdown or a hangup cancels it, and where its end goes (the connection goes on with the next request).
+WEIR_DECL std::shared_ptr<connection_core> hold(connection_core& c);
+WEIR_DECL asio::cancellation_slot cancellation_slot(connection_core& c) noexcept;
+WEIR_DECL void dispatched(connection_core& c, std::exception_ptr e, bool upgraded);
 } // namespace core
+
+// How a request's dispatch went: answered (the response waits in output()), an upgrade was committed, or a
+// coroutine handler is still running (its end reaches core::dispatched).
+enum class dispatch_result : unsigned char { answered, upgraded, running };
 
 // The application's part of every connection of a server: one object per server, shared by its threads.
 class app_dispatch {
 public:
     // A synchronous application whose replies are always plain responses is served through answer_plain,
-    // without a coroutine while requests arrive whole and their responses are written at once (the common
-    // case); any other application through dispatch.
+    // straight from the readiness callback while requests arrive whole and their responses are written at once
+    // (the common case); any other application through dispatch.
     explicit app_dispatch(bool plain) noexcept : plain_(plain) {}
     bool plain() const noexcept { return plain_; }
 
     // Runs the application on `message` and appends its response; what the application throws is answered 500 by
     // the caller.
     virtual void answer_plain(connection_core& c, const http_request& message, bool head, bool keep_alive) = 0;
-    // Runs the application and commits its reply; true if an upgrade took the connection. A shutdown that began
-    // meanwhile turns `keep_alive` off.
-    virtual asio::awaitable<bool> dispatch(connection_core& c, const http_request& message, bool head,
-                                           bool& keep_alive) = 0;
+    // Runs the application and commits its reply. A synchronous application is done when this returns; a
+    // coroutine runs on, and `message` and `keep_alive` must live until it reports to core::dispatched. A
+    // shutdown that began meanwhile turns `keep_alive` off.
+    virtual dispatch_result dispatch(connection_core& c, const http_request& message, bool head,
+                                     bool& keep_alive) = 0;
 
 protected:
     ~app_dispatch() = default;
@@ -105,8 +118,8 @@ private:
 class plain_app_dispatch : public app_dispatch {
 public:
     plain_app_dispatch() noexcept : app_dispatch(true) {}
-    WEIR_DECL asio::awaitable<bool> dispatch(connection_core& c, const http_request& message, bool head,
-                                             bool& keep_alive) override;
+    WEIR_DECL dispatch_result dispatch(connection_core& c, const http_request& message, bool head,
+                                       bool& keep_alive) override;
 
 protected:
     ~plain_app_dispatch() = default;
@@ -152,31 +165,41 @@ class app_dispatcher<App, false> final : public async_app_dispatch {
 public:
     explicit app_dispatcher(App& app) noexcept : app_(app) {}
 
-    asio::awaitable<bool> dispatch(connection_core& c, const http_request& message, bool head,
-                                   bool& keep_alive) override {
-        // The app may return a bare response or pending<P>: commit takes the reply it converts to.
+    dispatch_result dispatch(connection_core& c, const http_request& message, bool head,
+                             bool& keep_alive) override {
+        // The app may return a bare response or pending<P>: commit takes the reply it converts to. Only a
+        // coroutine application is spawned; the others are answered here, and no awaitable is instantiated.
         if constexpr (is_awaitable_v<app_result_t<App>>) {
-            core::watch_for_hangup(c);
-            struct stop_watch {
-                connection_core& c;
-                ~stop_watch() { core::stop_watching(c); }
-            };
-            reply_type r = co_await [&]() -> asio::awaitable<reply_type> {
-                stop_watch watching{c};
-                co_return co_await app_(request<>(message));
-            }();
-            // A cancelled coroutine throws at every co_await; the handler is done, so answer it.
-            if (core::cancelled(c)) co_await asio::this_coro::reset_cancellation_state();
-            keep_alive = keep_alive && !core::shutting_down(c); // a shutdown may have begun meanwhile
-            co_return commit(c, r, head, keep_alive);
+            asio::co_spawn(core::transport(c).get_executor(), run(c, message, head, keep_alive),
+                           asio::bind_cancellation_slot(core::cancellation_slot(c),
+                                                        [self = core::hold(c)](std::exception_ptr e, bool upgraded) {
+                                                            core::dispatched(*self, std::move(e), upgraded);
+                                                        }));
+            return dispatch_result::running;
         } else {
             reply_type r = app_(request<>(message));
             keep_alive = keep_alive && !core::shutting_down(c);
-            co_return commit(c, r, head, keep_alive);
+            return commit(c, r, head, keep_alive) ? dispatch_result::upgraded : dispatch_result::answered;
         }
     }
 
 private:
+    asio::awaitable<bool> run(connection_core& c, const http_request& message, bool head, bool& keep_alive) {
+        core::watch_for_hangup(c);
+        struct stop_watch {
+            connection_core& c;
+            ~stop_watch() { core::stop_watching(c); }
+        };
+        reply_type r = co_await [&]() -> asio::awaitable<reply_type> {
+            stop_watch watching{c};
+            co_return co_await app_(request<>(message));
+        }();
+        // A cancelled coroutine throws at every co_await; the handler is done, so answer it.
+        if (core::cancelled(c)) co_await asio::this_coro::reset_cancellation_state();
+        keep_alive = keep_alive && !core::shutting_down(c); // a shutdown may have begun meanwhile
+        co_return commit(c, r, head, keep_alive);
+    }
+
     using reply_type = reply_for_t<app_result_t<App>>;
 
     // The final stage: the only place a reply reaches the socket. Returns true if an upgrade was committed.
@@ -227,8 +250,8 @@ private:
         session.write_protocol_fields(out);
         append(out, "\r\n");
         p->headers() = weir::headers(); // written: a stream or session may live for hours
-        // The session runs on its own once the head is written, and the HTTP side's coroutines end: an open stream
-        // or session keeps nothing of the request that started it but the connection.
+        // The session runs on its own once the head is written, and the HTTP side's serving state goes: an open
+        // stream or session keeps nothing of the request that started it but the connection.
         core::commit_upgrade(c, std::make_unique<running_upgrade<P>>(std::move(*p)));
     }
 

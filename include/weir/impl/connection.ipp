@@ -8,11 +8,9 @@
 #include <weir/http/parser.hpp>
 #include <weir/server_options.hpp>
 
-#include <asio/bind_cancellation_slot.hpp>
 #include <asio/cancellation_signal.hpp>
 #include <asio/ip/tcp.hpp>
-#include <asio/redirect_error.hpp>
-#include <asio/use_awaitable.hpp>
+#include <asio/post.hpp>
 
 #include <fmt/format.h>
 
@@ -71,15 +69,16 @@ class connection_core final : public connection_base, public std::enable_shared_
     static constexpr std::size_t max_kept_out = 16 * 1024;
 
 public:
-    // A plain application (app.plain()) is served without a coroutine while requests arrive whole and their
-    // responses are written at once (the common case). Anything else (a head split across reads, a body still
-    // coming, 100-continue, a parse error, a socket that is full) goes to serve(), which picks up from what is
-    // buffered.
+    // A plain application (app.plain()) is answered straight from the readiness callback while requests arrive
+    // whole and their responses are written at once (the common case). Anything else (a head split across
+    // reads, a body still coming, 100-continue, a parse error, a socket that is full) goes to serve(), which
+    // picks up from what is buffered.
     WEIR_DECL connection_core(transport::socket_type socket, std::unique_ptr<secure_layer> secure, app_dispatch& app,
                               const server_options& options, connection_owner& owner);
-    // An idle connection is this object and one pending readiness wait: no coroutine, no buffer. A coroutine
-    // (serve) runs only from the first readable byte until everything read has been answered; it ends when the
-    // connection is idle again.
+    // An idle connection is this object and one pending readiness wait: no parser, no buffer. The serving state
+    // (work) lives only from the first readable byte until everything read has been answered; it goes when the
+    // connection is idle again. Every step runs from a completion handler: no coroutine unless the application
+    // is one.
     WEIR_DECL void start() override;
     WEIR_DECL void begin_shutdown() override;
     WEIR_DECL void force_close() override;
@@ -90,19 +89,58 @@ public:
     WEIR_DECL void stop_watching();
     WEIR_DECL void append_response(const response& r, bool head, bool keep_alive);
     WEIR_DECL void end_head_of_upgrade(std::size_t fields_start);
+    WEIR_DECL void dispatched(std::exception_ptr e, bool upgraded);
+    asio::cancellation_slot cancellation_slot() noexcept { return cancel_.slot(); }
     std::unique_ptr<running_upgrade_base> committed_; // an upgrade whose head waits in out_
 
     std::string out_; // waiting to be written
 
 private:
     // What a request's read waits for; each phase has one deadline.
-    enum class read_phase { none, idle, head, body };
+    enum class read_phase : unsigned char { none, idle, head, body };
+    // Where serve() goes on when an asynchronous step ends; the points where the request loop waits.
+    enum class step : unsigned char {
+        request,      // a new request begins
+        parse,        // parse what is buffered
+        flushed,      // waiting responses were written before a read
+        continued,    // 100 Continue was written
+        read,         // more bytes were read
+        handled,      // the application answered
+        error_sent,   // an error answer was written: linger, then close
+        upgrade_sent, // the head of an upgrade was written
+        last_sent,    // the last response was written: close
+        batch_sent,   // a batch of pipelined responses was written
+    };
+    // The state of a connection while it serves (from the first readable byte until it is idle again): the
+    // parser, the request, and where the loop stands. An idle connection holds none of it.
+    struct work {
+        explicit work(const http_limits& limits) noexcept : parser(limits) {}
+        request_parser parser;
+        http_request message;
+        parse_result result{};
+        clock::time_point phase_deadline{};
+        std::size_t written = 0; // of out_, by a flush that waits for the socket
+        step at = step::request;
+        read_phase phase = read_phase::none;
+        bool ok = true;    // how the last asynchronous step ended
+        bool woken = true; // a readiness wait ended: read before deciding the connection is idle
+        bool sent_continue = false;
+        bool keep_alive = false;
+        bool head = false;
+        bool upgraded = false;
+        bool was_handling = false; // handling_ before a flush that waits
+    };
 
     WEIR_DECL void wait_for_request();
     WEIR_DECL void on_readable();
     WEIR_DECL void activate();
     WEIR_DECL void finish();
-    WEIR_DECL asio::awaitable<void> serve();
+    WEIR_DECL void serve();
+    WEIR_DECL void resume();
+    WEIR_DECL void serve_requests();
+    WEIR_DECL void end(bool idle);
+    WEIR_DECL bool handle_request();
+    WEIR_DECL bool handler_failed(const std::exception& e);
     WEIR_DECL void release_idle_buffers();
     WEIR_DECL static void give_back(std::string& b, std::vector<std::string>& spare, std::size_t only_size);
     WEIR_DECL void take_read_buffer();
@@ -115,14 +153,17 @@ private:
     std::string_view buffered() const noexcept { return {buffer_.data() + begin_, end_ - begin_}; }
     WEIR_DECL static std::vector<std::string>& spare_buffers();
     WEIR_DECL static std::vector<std::string>& spare_out_buffers();
-    WEIR_DECL asio::awaitable<bool> read_more();
-    WEIR_DECL asio::awaitable<bool> flush();
-    WEIR_DECL asio::awaitable<void> linger_close(bool below_tls = false);
-    WEIR_DECL asio::awaitable<bool> handshake();
-    WEIR_DECL asio::awaitable<void> answer_error(status code, std::string_view reason);
-    WEIR_DECL asio::awaitable<void> serve_requests();
+    WEIR_DECL bool read_more();
+    WEIR_DECL bool read_some();
+    WEIR_DECL bool flush();
+    WEIR_DECL void wait_writable();
+    WEIR_DECL void flushed(bool ok);
+    WEIR_DECL void linger_close(bool below_tls = false);
+    WEIR_DECL void linger(bool below_tls, std::size_t drained);
+    WEIR_DECL void handshake();
+    WEIR_DECL bool answer_error(status code, std::string_view reason);
     WEIR_DECL void take_request(http_request& message);
-    WEIR_DECL asio::awaitable<void> start_upgrade(std::size_t consumed);
+    WEIR_DECL void start_upgrade();
     WEIR_DECL void answer_handler_failure(const http_request& message, const std::exception& e, bool head,
                                           bool keep_alive);
     WEIR_DECL void upgrade_ended(std::exception_ptr e);
@@ -148,7 +189,6 @@ private:
     upgraded_connection* upgraded_ = nullptr;
     unsigned version_ = 11;  // of the request being answered (10: HTTP/1.0)
     bool idle_ = false;
-    bool go_idle_ = false;   // serve() ended because the connection is idle, not closing
     std::unique_ptr<running_upgrade_base> upgrade_; // a committed upgrade's session, while it runs
     bool ended_ = false;
     bool handshaking_ = false;
@@ -158,6 +198,7 @@ private:
     bool peer_gone_ = false; // the client went away while a handler ran
     unsigned watch_ = 0;     // which hangup watch is current
     asio::cancellation_signal cancel_;
+    std::unique_ptr<work> work_; // while serving
 };
 
 WEIR_DECL void report_error(const server_options& options, std::string_view what) {
@@ -197,18 +238,18 @@ WEIR_DECL void connection_core::force_close() {
 
 WEIR_DECL void connection_core::close_now() { close(); }
 
-WEIR_DECL asio::awaitable<bool> plain_app_dispatch::dispatch(connection_core& c, const http_request& message,
-                                                             bool head, bool& keep_alive) {
+WEIR_DECL dispatch_result plain_app_dispatch::dispatch(connection_core& c, const http_request& message, bool head,
+                                                       bool& keep_alive) {
     keep_alive = keep_alive && !core::shutting_down(c);
     answer_plain(c, message, head, keep_alive);
-    co_return false;
+    return dispatch_result::answered;
 }
 
 WEIR_DECL void async_app_dispatch::answer_plain(connection_core&, const http_request&, bool, bool) {
     throw std::logic_error("weir: this application is not served as a plain one");
 }
 
-// Idle: wait for the next request's first bytes without a coroutine, under the idle timeout.
+// Idle: wait for the next request's first bytes, under the idle timeout.
 WEIR_DECL void connection_core::wait_for_request() {
     if (shutting_down_ || !transport_.is_open()) {
         finish();
@@ -283,14 +324,11 @@ WEIR_DECL void connection_core::on_readable() {
     }
 }
 
-// Bytes arrived: serve until idle again. Shutdown cancels what the coroutine awaits through cancel_.
+// Bytes arrived: serve until idle again (or until an upgrade takes the connection, or it closes).
 WEIR_DECL void connection_core::activate() {
-    asio::co_spawn(transport_.get_executor(), serve(),
-                   asio::bind_cancellation_slot(cancel_.slot(), [self = shared_from_this()](std::exception_ptr) {
-                       if (self->upgrade_) return; // the session finishes the connection when it ends
-                       if (std::exchange(self->go_idle_, false)) self->wait_for_request();
-                       else self->finish();
-                   }));
+    work_ = std::make_unique<work>(options_.limits);
+    take_spare(out_, spare_out_buffers());
+    serve();
 }
 
 WEIR_DECL void connection_core::finish() {
@@ -299,18 +337,28 @@ WEIR_DECL void connection_core::finish() {
     owner_.connection_ended(*this);
 }
 
-WEIR_DECL asio::awaitable<void> connection_core::serve() {
+WEIR_DECL void connection_core::serve() {
+    if (transport_.is_secure() && !handshake_done_) handshake();
+    else resume();
+}
+
+// Goes on with the request loop; what the connection's own steps throw ends it.
+WEIR_DECL void connection_core::resume() {
     try {
-        if (transport_.is_secure() && !handshake_done_) {
-            if (!co_await handshake()) co_return;
-            handshake_done_ = true;
-        }
-        co_await serve_requests();
+        serve_requests();
     } catch (const std::exception& e) {
-        go_idle_ = false;
         // A cancelled connection ends with operation_aborted: that is the shutdown or the peer, not an error.
         if (!cancelled_ && !peer_gone_) report_error(options_, fmt::format("connection error: {}", e.what()));
+        end(false);
     }
+}
+
+// Serving ends: the connection waits for its next request (idle), or closes. A running upgrade has taken it.
+WEIR_DECL void connection_core::end(bool idle) {
+    work_.reset();
+    if (upgrade_) return; // the session finishes the connection when it ends
+    if (idle) wait_for_request();
+    else finish();
 }
 
 // Going idle: the read buffer goes back to the thread's spares, the write buffer to its own.
@@ -438,9 +486,9 @@ WEIR_DECL std::vector<std::string>& connection_core::spare_out_buffers() {
 }
 
 // Reads more bytes into the buffer, moving or growing it as needed; waits for readability while there is
-// nothing to read. Returns false on EOF or error.
-WEIR_DECL asio::awaitable<bool> connection_core::read_more() {
-    asio::error_code ec;
+// nothing to read. True if it finished at once (work_->ok: false on EOF or error); otherwise serve_requests goes
+// on when it has.
+WEIR_DECL bool connection_core::read_more() {
     take_read_buffer();
     if (end_ == buffer_.size()) {
         if (begin_ > 0) {
@@ -451,23 +499,36 @@ WEIR_DECL asio::awaitable<bool> connection_core::read_more() {
             buffer_.resize(buffer_.size() * 2);
         }
     }
-    for (;;) {
-        std::size_t n = transport_.read_some(asio::buffer(buffer_.data() + end_, buffer_.size() - end_), ec);
-        if (ec == asio::error::would_block || ec == asio::error::try_again) {
-            co_await transport_.async_wait_readable(asio::redirect_error(asio::use_awaitable, ec));
-            if (ec) co_return false;
-            continue;
-        }
-        if (ec) co_return false;
-        end_ += n;
-        co_return true;
-    }
+    return read_some();
 }
 
-// Writes what is waiting in out_. Most writes fit in the socket buffer and finish at once without suspending;
-// only a peer that does not read makes us wait, under the write deadline.
-WEIR_DECL asio::awaitable<bool> connection_core::flush() {
-    if (out_.empty()) co_return true;
+WEIR_DECL bool connection_core::read_some() {
+    asio::error_code ec;
+    std::size_t n = transport_.read_some(asio::buffer(buffer_.data() + end_, buffer_.size() - end_), ec);
+    if (ec == asio::error::would_block || ec == asio::error::try_again) {
+        transport_.async_wait_readable([self = shared_from_this()](const asio::error_code& e) {
+            if (e) {
+                self->work_->ok = false;
+                self->resume();
+            } else if (self->read_some()) {
+                self->resume();
+            }
+        });
+        return false;
+    }
+    if (!ec) end_ += n;
+    work_->ok = !ec;
+    return true;
+}
+
+// Writes what is waiting in out_. Most writes fit in the socket buffer and finish at once; only a peer that does
+// not read makes us wait, under the write deadline. True if it finished at once (work_->ok says how); otherwise
+// serve_requests goes on when it has.
+WEIR_DECL bool connection_core::flush() {
+    if (out_.empty()) {
+        work_->ok = true;
+        return true;
+    }
     asio::error_code ec;
     std::size_t n = transport_.write_some(asio::buffer(out_), ec);
     if (ec == asio::error::would_block) {
@@ -475,171 +536,285 @@ WEIR_DECL asio::awaitable<bool> connection_core::flush() {
         ec = {};
     }
     if (!ec && n < out_.size()) {
-        bool handling = std::exchange(handling_, false);
+        work_->was_handling = std::exchange(handling_, false);
+        work_->written = n;
         set_deadline(options_.write_timeout);
         timed_out_ = false;
-        while (!ec && n < out_.size()) {
-            co_await transport_.async_wait_writable(asio::redirect_error(asio::use_awaitable, ec));
-            if (ec) break;
-            n += transport_.write_some(asio::buffer(out_.data() + n, out_.size() - n), ec);
-            if (ec == asio::error::would_block) ec = {};
-        }
-        handling_ = handling;
+        wait_writable();
+        return false;
     }
+    flushed(!ec);
+    return true;
+}
+
+WEIR_DECL void connection_core::wait_writable() {
+    transport_.async_wait_writable([self = shared_from_this()](asio::error_code ec) {
+        work& w = *self->work_;
+        if (!ec) {
+            w.written += self->transport_.write_some(
+                asio::buffer(self->out_.data() + w.written, self->out_.size() - w.written), ec);
+            if (ec == asio::error::would_block) ec = {};
+            if (!ec && w.written < self->out_.size()) {
+                self->wait_writable();
+                return;
+            }
+        }
+        self->handling_ = w.was_handling;
+        self->flushed(!ec);
+        self->resume();
+    });
+}
+
+WEIR_DECL void connection_core::flushed(bool ok) {
     out_.clear();
     if (out_.capacity() > max_kept_buffer) std::string().swap(out_); // one large response, not for ever
-    co_return !ec;
+    work_->ok = ok;
 }
 
 // Closes after an error answer without losing it: a close with unread request bytes would make the kernel send
 // RST, and the client could lose the response. Stop sending, drain briefly, then close. `below_tls`: the answer
 // went out in plain text under a secure transport (plain HTTP to a TLS port), so stop and drain the TCP socket
 // itself.
-WEIR_DECL asio::awaitable<void> connection_core::linger_close(bool below_tls) {
+WEIR_DECL void connection_core::linger_close(bool below_tls) {
     asio::error_code ec;
     if (below_tls) transport_.lowest_layer().shutdown(asio::socket_base::shutdown_send, ec);
     else transport_.shutdown_send();
     set_deadline(std::chrono::milliseconds(2000));
     timed_out_ = false;
+    linger(below_tls, 0);
+}
+
+WEIR_DECL void connection_core::linger(bool below_tls, std::size_t drained) {
     char sink[4096];
-    std::size_t drained = 0;
-    ec = {};
+    asio::error_code ec;
     while (!ec && drained < 256 * 1024 && !timed_out_) {
         drained += below_tls ? transport_.lowest_layer().read_some(asio::buffer(sink), ec)
                              : transport_.read_some(asio::buffer(sink), ec);
-        if (ec == asio::error::would_block || ec == asio::error::try_again)
-            co_await transport_.async_wait_readable(asio::redirect_error(asio::use_awaitable, ec));
+        if (ec == asio::error::would_block || ec == asio::error::try_again) {
+            transport_.async_wait_readable([self = shared_from_this(), below_tls, drained](const asio::error_code& e) {
+                if (e) self->end(false);
+                else self->linger(below_tls, drained);
+            });
+            return;
+        }
     }
+    end(false);
 }
 
 // A secure transport's handshake, within the header timeout: a client that never sends a ClientHello, or stops
 // halfway, is dropped then. A plain HTTP request was answered 400 by the transport: let the answer reach the
 // client before closing.
-WEIR_DECL asio::awaitable<bool> connection_core::handshake() {
+WEIR_DECL void connection_core::handshake() {
     handshaking_ = true;
     set_deadline(options_.header_timeout);
     timed_out_ = false;
-    asio::error_code ec;
-    co_await transport_.async_handshake(asio::redirect_error(asio::use_awaitable, ec));
-    handshaking_ = false;
-    if (!ec) co_return !shutting_down_;
-    if (transport_.answered_plain_http()) co_await linger_close(true);
-    co_return false;
+    transport_.async_handshake([self = shared_from_this()](const asio::error_code& ec) {
+        self->handshaking_ = false;
+        if (!ec && !self->shutting_down_) {
+            self->handshake_done_ = true;
+            self->resume();
+        } else if (ec && self->transport_.answered_plain_http()) {
+            self->linger_close(true);
+        } else {
+            self->end(false);
+        }
+    });
 }
 
-WEIR_DECL asio::awaitable<void> connection_core::answer_error(status code, std::string_view reason) {
+// Appends an error answer and starts writing it; the connection closes after it (step::error_sent).
+WEIR_DECL bool connection_core::answer_error(status code, std::string_view reason) {
     response r(code, reason.empty() ? fmt::format("{}\n", reason_phrase(code))
                                     : fmt::format("{}: {}\n", reason_phrase(code), reason));
     append_response(r, false, false);
-    if (co_await flush()) co_await linger_close();
+    work_->at = step::error_sent;
+    return flush();
 }
 
-// Serves requests until the connection is idle (go_idle_: nothing buffered, everything answered) or must close.
-// The parser and the request live here, in the coroutine's frame: an idle connection holds neither.
-WEIR_DECL asio::awaitable<void> connection_core::serve_requests() {
-    request_parser parser(options_.limits);
-    http_request message;
-    take_spare(out_, spare_out_buffers());
-    bool woken = true; // a readiness wait ended: read before deciding the connection is idle
+// Serves requests until the connection is idle (nothing buffered, everything answered) or must close. Each
+// step that waits returns; its completion comes back here, and work_->at says where the loop stands.
+WEIR_DECL void connection_core::serve_requests() {
+    work& w = *work_;
     for (;;) {
-        // Read one request.
-        parser.reset();
-        bool sent_continue = false;
-        parse_result result;
-        // Each phase (idle, head, body) has one deadline, set when the phase starts: reads do not extend it, so a
-        // client dribbling a byte at a time gets 408 when the phase's time is up (slowloris).
-        read_phase phase = read_phase::none;
-        clock::time_point phase_deadline{};
-        for (;;) {
-            result = parser.parse(buffered(), message);
-            if (result.state != parse_result::kind::incomplete) break;
-            if (std::size_t n = parser.decoded_bytes()) {
+        switch (w.at) {
+        case step::request:
+            // Read one request.
+            w.parser.reset();
+            w.sent_continue = false;
+            // Each phase (idle, head, body) has one deadline, set when the phase starts: reads do not extend
+            // it, so a client dribbling a byte at a time gets 408 when the phase's time is up (slowloris).
+            w.phase = read_phase::none;
+            w.at = step::parse;
+            break;
+        case step::parse:
+            w.result = w.parser.parse(buffered(), w.message);
+            if (w.result.state == parse_result::kind::error) {
+                if (!answer_error(w.result.error_status, w.result.error_reason)) return;
+                break;
+            }
+            if (w.result.state == parse_result::kind::complete) {
+                if (!handle_request()) return;
+                break;
+            }
+            if (std::size_t n = w.parser.decoded_bytes()) {
                 // A chunked body is decoded as it arrives: drop its raw framing, keep the head and the rest.
-                char* from = buffer_.data() + begin_ + parser.decoded_offset();
+                char* from = buffer_.data() + begin_ + w.parser.decoded_offset();
                 std::memmove(from, from + n, static_cast<std::size_t>(buffer_.data() + end_ - (from + n)));
                 end_ -= n;
-                parser.discard_decoded();
+                w.parser.discard_decoded();
             }
             // Nothing more is buffered: send what pipelined responses are waiting before blocking.
-            if (!co_await flush()) co_return;
-            if (parser.expects_continue() && !sent_continue) {
-                sent_continue = true;
+            w.at = step::flushed;
+            if (!flush()) return;
+            break;
+        case step::flushed:
+            if (!w.ok) return end(false);
+            if (w.parser.expects_continue() && !w.sent_continue) {
+                w.sent_continue = true;
                 out_ = "HTTP/1.1 100 Continue\r\n\r\n";
-                if (!co_await flush()) co_return;
+                w.at = step::continued;
+                if (!flush()) return;
+                break;
             }
+            [[fallthrough]];
+        case step::continued: {
+            if (!w.ok) return end(false);
             bool started = end_ > begin_;
-            if (!started && (shutting_down_ || close_after_)) co_return;
-            if (!started && !woken) {
-                // Everything read has been answered: end the coroutine; the connection waits without one.
+            if (!started && (shutting_down_ || close_after_)) return end(false);
+            if (!started && !w.woken) {
+                // Everything read has been answered: the connection waits without its serving state.
                 release_idle_buffers();
-                go_idle_ = true;
-                co_return;
+                return end(true);
             }
             idle_ = !started;
-            auto now = !started ? read_phase::idle : parser.head_complete() ? read_phase::body : read_phase::head;
-            if (now != phase) {
-                phase = now;
+            auto now = !started               ? read_phase::idle
+                       : w.parser.head_complete() ? read_phase::body
+                                                  : read_phase::head;
+            if (now != w.phase) {
+                w.phase = now;
                 set_deadline(now == read_phase::idle   ? options_.idle_timeout
                              : now == read_phase::body ? options_.body_timeout
                                                        : options_.header_timeout);
-                phase_deadline = deadline_;
+                w.phase_deadline = deadline_;
             } else {
-                set_deadline_at(phase_deadline); // again after a flush, which sets the write deadline
+                set_deadline_at(w.phase_deadline); // again after a flush, which sets the write deadline
             }
             timed_out_ = false;
-            woken = false;
-            bool ok = co_await read_more();
+            w.woken = false;
+            w.at = step::read;
+            if (!read_more()) return;
+            break;
+        }
+        case step::read:
             idle_ = false;
-            if (!ok) {
-                if (timed_out_ && end_ > begin_ && transport_.is_open())
-                    co_await answer_error(status::request_timeout, "request timeout");
-                co_return;
+            if (!w.ok) {
+                if (timed_out_ && end_ > begin_ && transport_.is_open()) {
+                    if (!answer_error(status::request_timeout, "request timeout")) return;
+                    break;
+                }
+                return end(false);
             }
-        }
-        if (result.state == parse_result::kind::error) {
-            co_await answer_error(result.error_status, result.error_reason);
-            co_return;
-        }
-        handling_ = true; // a handler may take its time; writes set their own deadline
-        take_request(message);
-        bool keep_alive = message.keep_alive();
-        bool head = message.method() == "HEAD";
-        std::size_t consumed = result.consumed;
-        bool upgraded = false;
-        try {
-            if (app_.plain()) {
-                keep_alive = keep_alive && !shutting_down_;
-                app_.answer_plain(*this, message, head, keep_alive);
-            } else {
-                upgraded = co_await app_.dispatch(*this, message, head, keep_alive);
+            w.at = step::parse;
+            break;
+        case step::handled:
+            handling_ = false;
+            if (w.upgraded) {
+                w.at = step::upgrade_sent;
+                if (!flush()) return;
+                break;
             }
-        } catch (const std::exception& e) {
-            if (peer_gone_) co_return; // nobody is left to answer
-            if (cancelled_) {
-                response r(status::service_unavailable, "Service Unavailable: the server is shutting down\n");
-                append_response(r, head, false);
-            } else {
-                answer_handler_failure(message, e, head, keep_alive && !shutting_down_);
+            begin_ += w.result.consumed;
+            if (begin_ == end_) {
+                begin_ = end_ = 0;
+                if (buffer_.size() > max_kept_buffer) std::string().swap(buffer_); // read_more allocates again
             }
+            if (!w.keep_alive || close_after_) {
+                w.at = step::last_sent;
+                if (!flush()) return;
+                break;
+            }
+            w.at = step::request;
+            // Many pipelined responses are written together; cap what waits in memory.
+            if (out_.size() > 64 * 1024) {
+                w.at = step::batch_sent;
+                if (!flush()) return;
+            }
+            break;
+        case step::batch_sent:
+            if (!w.ok) return end(false);
+            w.at = step::request;
+            break;
+        case step::last_sent:
+            return end(false);
+        case step::error_sent:
+            if (w.ok) linger_close();
+            else end(false);
+            return;
+        case step::upgrade_sent:
+            if (w.ok) start_upgrade();
+            else committed_.reset();
+            return end(false);
         }
-        if (cancelled_) co_await asio::this_coro::reset_cancellation_state();
-        handling_ = false;
-        if (upgraded) {
-            co_await start_upgrade(consumed);
-            co_return;
-        }
-        begin_ += consumed;
-        if (begin_ == end_) {
-            begin_ = end_ = 0;
-            if (buffer_.size() > max_kept_buffer) std::string().swap(buffer_); // read_more allocates again
-        }
-        if (!keep_alive || close_after_) {
-            co_await flush();
-            co_return;
-        }
-        // Many pipelined responses are written together; cap what waits in memory.
-        if (out_.size() > 64 * 1024 && !co_await flush()) co_return;
     }
+}
+
+// Runs the application on the parsed request. True if it has answered (work_->at is step::handled); false if a
+// coroutine handler runs on (dispatched resumes) or the connection ended.
+WEIR_DECL bool connection_core::handle_request() {
+    work& w = *work_;
+    handling_ = true; // a handler may take its time; writes set their own deadline
+    take_request(w.message);
+    w.keep_alive = w.message.keep_alive();
+    w.head = w.message.method() == "HEAD";
+    w.upgraded = false;
+    w.at = step::handled;
+    try {
+        if (app_.plain()) {
+            w.keep_alive = w.keep_alive && !shutting_down_;
+            app_.answer_plain(*this, w.message, w.head, w.keep_alive);
+        } else {
+            auto r = app_.dispatch(*this, w.message, w.head, w.keep_alive);
+            if (r == dispatch_result::running) return false;
+            w.upgraded = r == dispatch_result::upgraded;
+        }
+    } catch (const std::exception& e) {
+        if (!handler_failed(e)) {
+            end(false);
+            return false;
+        }
+    }
+    return true;
+}
+
+// A coroutine handler has ended. Its completion runs inside the coroutine's machinery: go on from a fresh
+// handler, so the next request may spawn again through the same cancellation slot.
+WEIR_DECL void connection_core::dispatched(std::exception_ptr e, bool upgraded) {
+    asio::post(transport_.get_executor(), [self = shared_from_this(), e = std::move(e), upgraded]() {
+        if (e) {
+            try {
+                std::rethrow_exception(e);
+            } catch (const std::exception& error) {
+                if (!self->handler_failed(error)) return self->end(false);
+            } catch (...) {
+                return self->end(false);
+            }
+        } else {
+            self->work_->upgraded = upgraded;
+        }
+        self->resume();
+    });
+}
+
+// The handler threw: answer it, unless nobody is left to answer (false: the connection ends).
+WEIR_DECL bool connection_core::handler_failed(const std::exception& e) {
+    if (peer_gone_) return false;
+    work& w = *work_;
+    if (cancelled_) {
+        response r(status::service_unavailable, "Service Unavailable: the server is shutting down\n");
+        append_response(r, w.head, false);
+    } else {
+        answer_handler_failure(w.message, e, w.head, w.keep_alive && !shutting_down_);
+    }
+    return true;
 }
 
 // A parsed request is about to be handled: what the connection knows goes into it.
@@ -682,13 +857,12 @@ WEIR_DECL void connection_core::end_head_of_upgrade(std::size_t fields_start) {
     close_after_ = true;
 }
 
-// The head of a committed upgrade is in out_: write it and give the connection to the session. The session runs
-// on its own, and the HTTP side's coroutines (serve) end: a stream or session may live for hours, so the
-// connection keeps only what the session uses.
-WEIR_DECL asio::awaitable<void> connection_core::start_upgrade(std::size_t consumed) {
+// The head of a committed upgrade has been written: give the connection to the session. The session runs on its
+// own, and the HTTP side's serving state goes: a stream or session may live for hours, so the connection keeps
+// only what the session uses.
+WEIR_DECL void connection_core::start_upgrade() {
     auto running = std::move(committed_);
-    if (!co_await flush()) co_return;
-    running->link.emplace(transport_, std::string(buffered().substr(consumed)));
+    running->link.emplace(transport_, std::string(buffered().substr(work_->result.consumed)));
     running->started = clock::now();
     release_buffers();
     expiry_.cancel(); // the protocol keeps its own timeouts
@@ -748,6 +922,11 @@ WEIR_DECL void end_head_of_upgrade(connection_core& c, std::size_t fields_start)
 }
 WEIR_DECL void commit_upgrade(connection_core& c, std::unique_ptr<running_upgrade_base> running) {
     c.committed_ = std::move(running);
+}
+WEIR_DECL std::shared_ptr<connection_core> hold(connection_core& c) { return c.shared_from_this(); }
+WEIR_DECL asio::cancellation_slot cancellation_slot(connection_core& c) noexcept { return c.cancellation_slot(); }
+WEIR_DECL void dispatched(connection_core& c, std::exception_ptr e, bool upgraded) {
+    c.dispatched(std::move(e), upgraded);
 }
 
 } // namespace core

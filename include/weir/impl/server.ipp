@@ -6,16 +6,11 @@
 #include <weir/impl/connection.ipp>
 #include <weir/server.hpp>
 
-#include <asio/co_spawn.hpp>
-#include <asio/detached.hpp>
 #include <asio/executor_work_guard.hpp>
 #include <asio/io_context.hpp>
 #include <asio/post.hpp>
-#include <asio/redirect_error.hpp>
 #include <asio/signal_set.hpp>
 #include <asio/steady_timer.hpp>
-#include <asio/this_coro.hpp>
-#include <asio/use_awaitable.hpp>
 
 #include <fmt/format.h>
 
@@ -80,7 +75,7 @@ struct server_core::state {
     WEIR_DECL asio::ip::tcp::endpoint listen();
     WEIR_DECL void run();
     WEIR_DECL void stop();
-    WEIR_DECL asio::awaitable<void> accept_loop();
+    WEIR_DECL void accept(std::size_t next);
     WEIR_DECL void start(worker& w, transport::socket_type socket);
     // Once shutting down and every connection is gone, the shutdown timer need not hold the loop open.
     WEIR_DECL void maybe_finish();
@@ -94,6 +89,7 @@ struct server_core::state {
     std::optional<asio::ip::tcp::acceptor> acceptor_;
     std::optional<asio::signal_set> signals_;
     std::optional<asio::steady_timer> shutdown_timer_;
+    std::optional<asio::steady_timer> accept_pause_; // after a failed accept
     std::atomic<bool> stopping_{false};
     std::atomic<std::size_t> live_{0};
 };
@@ -141,7 +137,7 @@ WEIR_DECL void server_core::state::run() {
             if (!ec) stop();
         });
     }
-    asio::co_spawn(io0, accept_loop(), asio::detached);
+    accept(0);
     std::vector<std::thread> threads;
     for (std::size_t i = 1; i < workers_.size(); ++i)
         threads.emplace_back([w = workers_[i].get()] { w->io.run(); });
@@ -195,29 +191,28 @@ WEIR_DECL void server_core::reload_tls() {
     options_.tls->reload();
 }
 
-WEIR_DECL asio::awaitable<void> server_core::state::accept_loop() {
-    std::size_t next = 0;
-    while (acceptor_ && acceptor_->is_open()) {
-        worker& w = *workers_[next];
-        next = (next + 1) % workers_.size();
-        asio::error_code ec;
-        transport::socket_type socket(w.io);
-        co_await acceptor_->async_accept(socket, asio::redirect_error(asio::use_awaitable, ec));
+// Accepts the next connection for the worker `next`, round robin; each accepted socket starts on its worker's loop.
+WEIR_DECL void server_core::state::accept(std::size_t next) {
+    if (!acceptor_ || !acceptor_->is_open()) return;
+    worker& w = *workers_[next];
+    acceptor_->async_accept(w.io, [this, &w, next](asio::error_code ec, transport::socket_type socket) {
+        std::size_t after = (next + 1) % workers_.size();
         if (ec) {
-            if (ec == asio::error::operation_aborted || stopping_) co_return;
+            if (ec == asio::error::operation_aborted || stopping_) return;
             // Out of descriptors or a connection reset before accept: keep serving the others.
-            asio::steady_timer pause(co_await asio::this_coro::executor, std::chrono::milliseconds(10));
-            co_await pause.async_wait(asio::redirect_error(asio::use_awaitable, ec));
-            continue;
+            accept_pause_.emplace(workers_.front()->io, std::chrono::milliseconds(10));
+            accept_pause_->async_wait([this, after](const asio::error_code&) { accept(after); });
+            return;
         }
         if (live_.load() >= options_.max_connections) {
             socket.close(ec);
-            continue;
+        } else {
+            if (options_.tcp_nodelay) socket.set_option(asio::ip::tcp::no_delay(true), ec);
+            ++live_;
+            asio::post(w.io, [this, &w, s = std::move(socket)]() mutable { start(w, std::move(s)); });
         }
-        if (options_.tcp_nodelay) socket.set_option(asio::ip::tcp::no_delay(true), ec);
-        ++live_;
-        asio::post(w.io, [this, &w, s = std::move(socket)]() mutable { start(w, std::move(s)); });
-    }
+        accept(after);
+    });
 }
 
 WEIR_DECL void server_core::state::start(worker& w, transport::socket_type socket) {
