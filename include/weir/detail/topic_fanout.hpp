@@ -281,8 +281,10 @@ private:
     // order, so a subscriber of several topics still gets its events in id order.
     // At most this many events go to one subscriber before the next subscriber gets them: WebSocket sessions
     // that compress without context share one compressed copy of a shared payload through a small per-thread
-    // cache of recent messages (8), which a longer run would cycle through without a hit.
-    static constexpr std::size_t events_per_sweep = 8;
+    // cache of recent messages (32), which a longer run would cycle through without a hit. A pass of up to
+    // this many events of one topic is one run, so each subscriber writes while it is hot and holds its send
+    // state only for its own turn (a longer pass has every subscriber hold one until the pass ends).
+    static constexpr std::size_t events_per_sweep = 32;
 
     void deliver(loop_group& g) {
         {
