@@ -142,6 +142,7 @@ public:
             compact();
         }
         pending_bytes_ += b->size();
+        if (queue_.capacity() == 0) queue_.swap(loop_->part<spare_queue>().storage); // may be empty too
         queue_.push_back(std::move(b));
         if (write_now) flush();
         return !closed_;
@@ -164,7 +165,7 @@ public:
             freed = true;
         }
         if (queued() == 0) {
-            std::vector<bytes>().swap(queue_); // an idle stream keeps no storage for its queue
+            give_back_queue(); // an idle stream keeps no storage for its queue
             head_ = 0;
             offset_ = 0;
             writing_late_ = false;
@@ -230,6 +231,20 @@ private:
     asio::io_context& io() const noexcept { return static_cast<asio::io_context&>(loop_->context()); }
     deadline_sweep& sweep() const noexcept { return loop_->deadlines(); }
     std::size_t queued() const noexcept { return queue_.size() - head_; }
+
+    // The storage of a drained queue, kept by the event loop for the next stream that queues something: a
+    // delivery pass that writes each stream's events at once allocates no queue.
+    struct spare_queue {
+        std::vector<bytes> storage;
+    };
+    static constexpr std::size_t max_spare_queue = 64; // events: a larger queue is a burst that has passed
+
+    void give_back_queue() {
+        queue_.clear();
+        auto& spare = loop_->part<spare_queue>().storage;
+        if (spare.capacity() < queue_.capacity() && queue_.capacity() <= max_spare_queue) spare.swap(queue_);
+        std::vector<bytes>().swap(queue_);
+    }
 
     // Writes up to N queued events in one gathering write.
     template <std::size_t N>
