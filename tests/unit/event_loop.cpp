@@ -155,3 +155,21 @@ TEST_CASE("once its last deadline is cancelled the sweep holds no wake-up, so th
     io.run_for(1s);
     CHECK(a.fired == 1);
 }
+
+TEST_CASE("a loop's parts: one of each type per loop, made on first use, destroyed with the loop") {
+    struct counted {
+        int value = 0;
+    };
+    struct other {
+        int value = 0;
+    };
+    asio::io_context io1, io2;
+    auto& a = event_loop::of(io1).part<counted>();
+    a.value = 7;
+    CHECK(&event_loop::of(io1).part<counted>() == &a);
+    CHECK(event_loop::of(io1).part<counted>().value == 7);
+    CHECK(event_loop::of(io1).part<other>().value == 0); // another type, another object
+    CHECK(static_cast<void*>(&event_loop::of(io1).part<other>()) != static_cast<void*>(&a));
+    CHECK(&event_loop::of(io2).part<counted>() != &a); // another loop, another object
+    CHECK(event_loop::of(io2).part<counted>().value == 0);
+}

@@ -231,6 +231,42 @@ TEST_CASE("a burst published between two loop turns reaches each subscriber whol
     end_sessions(io, t, {&ws});
 }
 
+TEST_CASE("a publish's WebSocket frame is made once for small payloads; frames of every length arrive whole, in "
+          "order, in a pass longer than one run") {
+    auto event_of = [](std::string data) {
+        weir::sse_event e;
+        e.data = std::move(data);
+        return e;
+    };
+    auto small = weir::make_topic_event(1, "a", event_of(std::string(126, 'x')));
+    REQUIRE(small->websocket_frame);
+    CHECK(small->websocket_header == 4);
+    CHECK(*small->websocket_frame == std::string("\x81\x7e\x00\x7e", 4) + std::string(126, 'x'));
+    auto large = weir::make_topic_event(2, "a", event_of(std::string(1025, 'y')));
+    CHECK(!large->websocket_frame); // each session lays out the header in front of the shared payload
+    CHECK(*large->websocket == std::string(1025, 'y'));
+
+    asio::io_context io;
+    weir::topics t;
+    auto ws = open_ws(io, member_of(t, {"a"}));
+    auto other = open_ws(io, member_of(t, {"a"}));
+    run_until(io, [&] { return t.subscriber_count() == 2; });
+    const std::size_t sizes[] = {0, 1, 125, 126, 1024, 1025, 60000};
+    std::vector<std::string> published;
+    for (int i = 0; i < 40; ++i) { // one pass: more than a run's 32 events
+        std::string text(sizes[i % 7], static_cast<char>('a' + i % 26));
+        if (!text.empty()) text[0] = static_cast<char>('0' + i % 10);
+        published.push_back(text);
+        t.publish("a", std::move(text));
+    }
+    auto pump = [&] { io.restart(); io.run_for(1ms); };
+    ws.read_for(300ms, pump);
+    other.read_for(100ms, pump);
+    CHECK(ws.messages == published);
+    CHECK(other.messages == published);
+    end_sessions(io, t, {&ws, &other});
+}
+
 TEST_CASE("a WebSocket session joins and leaves topics at run time") {
     asio::io_context io;
     weir::topics t;

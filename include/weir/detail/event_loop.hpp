@@ -14,6 +14,7 @@
 #include <asio/query.hpp>
 #include <asio/steady_timer.hpp>
 
+#include <atomic>
 #include <chrono>
 #include <cstddef>
 #include <memory>
@@ -221,12 +222,32 @@ public:
 
     deadline_sweep& deadlines() noexcept { return sweep_; }
 
+    /// The loop's one T, made on first use: for what other parts of the library keep per loop (the WebSocket
+    /// sessions' spare send queues, their shared limits). Found by an index, without the lock and the list
+    /// walk of asio::use_service, so a session may ask for it per message. On the loop's thread only.
+    template <class T>
+    T& part() {
+        static const std::size_t index = next_part_index();
+        while (parts_.size() <= index) parts_.emplace_back(nullptr, nullptr);
+        auto& p = parts_[index];
+        if (!p) p = part_ptr(new T(), [](void* t) { delete static_cast<T*>(t); });
+        return *static_cast<T*>(p.get());
+    }
+
     /// The loop state of the io_context `io`.
     static event_loop& of(asio::io_context& io) { return asio::use_service<event_loop>(io); }
 
 private:
-    void shutdown() override {}
+    using part_ptr = std::unique_ptr<void, void (*)(void*)>;
 
+    static std::size_t next_part_index() noexcept {
+        static std::atomic<std::size_t> next{0};
+        return next.fetch_add(1, std::memory_order_relaxed);
+    }
+
+    void shutdown() override { parts_.clear(); }
+
+    std::vector<part_ptr> parts_;
     std::unique_ptr<char[]> receive_;
     deadline_sweep sweep_;
 };

@@ -12,6 +12,7 @@
 #include <asio/query.hpp>
 
 #include <algorithm>
+#include <array>
 #include <cstddef>
 #include <cstdint>
 #include <memory>
@@ -79,9 +80,11 @@ protected:
     std::size_t topic_count() const noexcept { return registrations_.size(); }
     const std::string& topic(std::size_t i) const noexcept { return registrations_[i].slot->topic; }
 
-    // The object a delivery touches first (the stream's channel, the session): a pass prefetches it a member
-    // ahead, so that its cache misses overlap the previous member's write.
-    const void* hot_ = nullptr;
+    // What a delivery touches, in the order it does: first the object it starts from (the stream's channel,
+    // the session; three cache lines of it), then what that object reaches through pointers (the connection,
+    // the socket; one line each). A pass prefetches them a member ahead, so that their cache misses overlap
+    // the previous member's write instead of following one another.
+    std::array<const void*, 3> hot_{};
 
 private:
     friend class topic_fanout;
@@ -281,8 +284,10 @@ private:
     // order, so a subscriber of several topics still gets its events in id order.
     // At most this many events go to one subscriber before the next subscriber gets them: WebSocket sessions
     // that compress without context share one compressed copy of a shared payload through a small per-thread
-    // cache of recent messages (8), which a longer run would cycle through without a hit.
-    static constexpr std::size_t events_per_sweep = 8;
+    // cache of recent messages (32), which a longer run would cycle through without a hit. A pass of up to
+    // this many events of one topic is one run, so each subscriber writes while it is hot and holds its send
+    // state only for its own turn (a longer pass has every subscriber hold one until the pass ends).
+    static constexpr std::size_t events_per_sweep = 32;
 
     void deliver(loop_group& g) {
         {
@@ -330,11 +335,13 @@ private:
     }
 
     static void prefetch_hot(const topic_subscriber& s) noexcept {
-        if (auto* p = static_cast<const char*>(s.hot_)) {
+        if (auto* p = static_cast<const char*>(s.hot_[0])) {
             prefetch(p);
             prefetch(p + 64);
             prefetch(p + 128);
         }
+        for (std::size_t i = 1; i < s.hot_.size(); ++i)
+            if (s.hot_[i]) prefetch(s.hot_[i]);
     }
 
     std::shared_ptr<topic_backend> backend_;

@@ -26,7 +26,7 @@ class sse_topic_subscription final : public sse_attachment, public topic_subscri
 public:
     sse_topic_subscription(std::shared_ptr<topic_fanout> fanout, sse_channel& channel)
         : fanout_(std::move(fanout)), channel_(channel) {
-        hot_ = &channel;
+        hot_ = channel.hot_objects();
     }
     sse_topic_subscription(const sse_topic_subscription&) = delete;
     sse_topic_subscription& operator=(const sse_topic_subscription&) = delete;

@@ -32,7 +32,7 @@ public:
     websocket_topic_subscriber(websocket_connection& session, websocket_subscriber_policy on_full,
                                std::size_t backlog_bytes)
         : session_(&session), on_full_(on_full), backlog_limit_(backlog_bytes), retry_(&on_retry, this) {
-        hot_ = &session;
+        hot_ = {&session, &session.stream_, session.link_};
     }
     websocket_topic_subscriber(const websocket_topic_subscriber&) = delete;
     websocket_topic_subscriber& operator=(const websocket_topic_subscriber&) = delete;
@@ -41,7 +41,8 @@ public:
     void queue(const topic_event& e) override {
         if (closing_ || !session_->is_open()) return;
         if (backlog_events() > 0) offer_backlog(); // what waits goes first, in order
-        if (backlog_events() == 0 && session_->queue_in_pass(websocket_payload(e.websocket))) return;
+        if (backlog_events() == 0 && session_->queue_in_pass(e.websocket, e.websocket_frame, e.websocket_header))
+            return;
         switch (on_full_) {
         case websocket_subscriber_policy::drop_message: return;
         case websocket_subscriber_policy::close_session:

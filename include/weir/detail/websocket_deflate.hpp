@@ -223,7 +223,7 @@ inline ws_deflater& ws_thread_deflater(const ws_deflate_settings& settings) {
 }
 
 // `message` compressed without context, once per thread: the sessions a broadcast reaches on one thread
-// share the compressed bytes, as they share the uncompressed ones. Remembers the last few messages.
+// share the compressed bytes, as they share the uncompressed ones. Remembers the last 32 messages.
 inline std::shared_ptr<const std::string> ws_compress_once(const std::shared_ptr<const std::string>& message,
                                                             const ws_deflate_settings& settings) {
     struct entry {
@@ -231,7 +231,7 @@ inline std::shared_ptr<const std::string> ws_compress_once(const std::shared_ptr
         ws_deflate_settings settings;
         std::shared_ptr<const std::string> compressed;
     };
-    thread_local std::array<entry, 8> recent;
+    thread_local std::array<entry, 32> recent; // a delivery pass's run of events (see topic_fanout)
     thread_local std::size_t next = 0;
     for (auto& e : recent)
         if (e.compressed && e.settings == settings && !e.source.owner_before(message) &&

@@ -33,6 +33,12 @@ public:
         }
     }
 
+    // Drops the newest element.
+    void pop_back() noexcept {
+        items_.pop_back();
+        if (head_ == items_.size()) clear();
+    }
+
     void clear() noexcept {
         items_.clear();
         head_ = 0;

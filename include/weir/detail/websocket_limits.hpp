@@ -6,8 +6,8 @@
 // pointer rather than the values.
 
 #include <weir/websocket/options.hpp>
+#include <weir/detail/event_loop.hpp>
 
-#include <asio/execution_context.hpp>
 #include <asio/io_context.hpp>
 
 #include <chrono>
@@ -32,15 +32,12 @@ struct ws_limits {
 // The shared copies of one event loop (one io_context, one thread). A server uses a few distinct sets of
 // limits (one per route, typically): the first few are kept for the loop's lifetime; past those, sessions
 // get a copy of their own.
-class ws_limits_table final : public asio::execution_context::service {
+class ws_limits_table final {
 public:
-    using key_type = ws_limits_table;
-    static inline asio::execution_context::id id;
     static constexpr std::size_t max_kept = 16;
 
-    explicit ws_limits_table(asio::execution_context& context) : asio::execution_context::service(context) {}
-
-    static ws_limits_table& of(asio::io_context& io) { return asio::use_service<ws_limits_table>(io); }
+    static ws_limits_table& of(asio::io_context& io) { return of(event_loop::of(io)); }
+    static ws_limits_table& of(event_loop& loop) { return loop.part<ws_limits_table>(); }
 
     std::shared_ptr<const ws_limits> get(const websocket_options& options) {
         ws_limits wanted(options);
@@ -54,8 +51,6 @@ public:
     std::size_t kept() const noexcept { return kept_.size(); }
 
 private:
-    void shutdown() override { kept_.clear(); }
-
     std::vector<std::shared_ptr<const ws_limits>> kept_;
 };
 

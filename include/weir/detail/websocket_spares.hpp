@@ -2,9 +2,11 @@
 
 // Spare objects of one kind kept by an event loop (one io_context, one thread) for its WebSocket sessions: a
 // session takes one while it needs it (its send queue and write batch while it sends) and gives it back when
-// done, so a quiet session holds none and a busy loop reuses the same few, their buffers included.
+// done, so a quiet session holds none and a busy loop reuses the same few, their buffers included. A part of
+// the loop's detail::event_loop, so a session reaches it without a service lookup.
 
-#include <asio/execution_context.hpp>
+#include <weir/detail/event_loop.hpp>
+
 #include <asio/io_context.hpp>
 
 #include <cstddef>
@@ -15,17 +17,13 @@
 namespace weir::detail {
 
 template <class T>
-class ws_spares final : public asio::execution_context::service {
+class ws_spares final {
 public:
-    using key_type = ws_spares;
-    static inline asio::execution_context::id id;
-
     // More than this many would be memory kept for a burst that has passed.
     static constexpr std::size_t max_kept = 16;
 
-    explicit ws_spares(asio::execution_context& context) : asio::execution_context::service(context) {}
-
-    static ws_spares& of(asio::io_context& io) { return asio::use_service<ws_spares>(io); }
+    static ws_spares& of(asio::io_context& io) { return of(event_loop::of(io)); }
+    static ws_spares& of(event_loop& loop) { return loop.part<ws_spares>(); }
 
     std::unique_ptr<T> take() {
         if (kept_.empty()) return std::make_unique<T>();
@@ -42,8 +40,6 @@ public:
     std::size_t kept() const noexcept { return kept_.size(); }
 
 private:
-    void shutdown() override { kept_.clear(); }
-
     std::vector<std::unique_ptr<T>> kept_;
 };
 

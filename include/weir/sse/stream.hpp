@@ -101,6 +101,11 @@ public:
     sse_channel& operator=(const sse_channel&) = delete;
 
     bool is_open() const noexcept { return !closed_; }
+    // What a write touches: this, the connection, its transport (for a fan-out that prefetches them).
+    std::array<const void*, 3> hot_objects() const noexcept {
+        if (!connection_) return {this, nullptr, nullptr};
+        return {this, connection_, &connection_->transport()};
+    }
     asio::any_io_executor get_executor() const { return io().get_executor(); } // the connection's loop
     bool full() const noexcept { return !fits(1); }
     /// Bytes queued or being written.
@@ -137,6 +142,7 @@ public:
             compact();
         }
         pending_bytes_ += b->size();
+        if (queue_.capacity() == 0) queue_.swap(loop_->part<spare_queue>().storage); // may be empty too
         queue_.push_back(std::move(b));
         if (write_now) flush();
         return !closed_;
@@ -147,13 +153,9 @@ public:
         if (closed_ || !connection_ || waiting_writable_) return;
         bool freed = false;
         while (queued() > 0) {
-            std::array<asio::const_buffer, 64> buffers;
-            std::size_t count = 0;
-            for (std::size_t i = head_; i < queue_.size() && count < buffers.size(); ++i)
-                buffers[count++] = asio::buffer(*queue_[i]) + (i == head_ ? offset_ : 0);
             asio::error_code ec;
-            std::size_t n = connection_->transport().write_some(
-                std::span<const asio::const_buffer>(buffers.data(), count), ec);
+            // A few events (a delivery pass's usual share) need no 64 buffers laid out, nor cleared first.
+            std::size_t n = queued() <= 4 ? write_queued<4>(ec) : write_queued<64>(ec);
             if (ec == asio::error::would_block || (!ec && n == 0)) break;
             if (ec) { // the client is gone
                 abort();
@@ -163,7 +165,7 @@ public:
             freed = true;
         }
         if (queued() == 0) {
-            std::vector<bytes>().swap(queue_); // an idle stream keeps no storage for its queue
+            give_back_queue(); // an idle stream keeps no storage for its queue
             head_ = 0;
             offset_ = 0;
             writing_late_ = false;
@@ -229,6 +231,30 @@ private:
     asio::io_context& io() const noexcept { return static_cast<asio::io_context&>(loop_->context()); }
     deadline_sweep& sweep() const noexcept { return loop_->deadlines(); }
     std::size_t queued() const noexcept { return queue_.size() - head_; }
+
+    // The storage of a drained queue, kept by the event loop for the next stream that queues something: a
+    // delivery pass that writes each stream's events at once allocates no queue.
+    struct spare_queue {
+        std::vector<bytes> storage;
+    };
+    static constexpr std::size_t max_spare_queue = 64; // events: a larger queue is a burst that has passed
+
+    void give_back_queue() {
+        queue_.clear();
+        auto& spare = loop_->part<spare_queue>().storage;
+        if (spare.capacity() < queue_.capacity() && queue_.capacity() <= max_spare_queue) spare.swap(queue_);
+        std::vector<bytes>().swap(queue_);
+    }
+
+    // Writes up to N queued events in one gathering write.
+    template <std::size_t N>
+    std::size_t write_queued(asio::error_code& ec) {
+        std::array<asio::const_buffer, N> buffers;
+        std::size_t count = 0;
+        for (std::size_t i = head_; i < queue_.size() && count < N; ++i)
+            buffers[count++] = asio::buffer(*queue_[i]) + (i == head_ ? offset_ : 0);
+        return connection_->transport().write_some(std::span<const asio::const_buffer>(buffers.data(), count), ec);
+    }
 
     void consume(std::size_t n) {
         if (connection_) connection_->count_written(n);

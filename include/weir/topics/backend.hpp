@@ -4,6 +4,7 @@
 /// default; a message bus (Redis Streams) implements the same interface to carry topics between processes.
 
 #include <weir/sse/event.hpp>
+#include <weir/detail/websocket_frame.hpp>
 
 #include <algorithm>
 #include <cstddef>
@@ -27,9 +28,15 @@ struct topic_event {
     std::string topic;    ///< the topic it was published to
     /// The SSE encoding, `id:` field included.
     std::shared_ptr<const std::string> sse;
-    /// The WebSocket text message's payload (the event's data). The frame header is laid out by each session
-    /// in its gathering write, and sessions that compress without context share one compressed copy of it.
+    /// The WebSocket text message's payload (the event's data). Sessions that compress without context share
+    /// one compressed copy of it.
     std::shared_ptr<const std::string> websocket;
+    /// The whole uncompressed WebSocket text frame of `websocket` (header and payload), written as is by every
+    /// session that does not compress; made for payloads up to 1 KiB (null for larger ones, whose header each
+    /// session lays out in front of the shared payload).
+    std::shared_ptr<const std::string> websocket_frame;
+    /// The header's length in `websocket_frame`.
+    std::uint8_t websocket_header = 0;
 };
 
 /// Builds a topic_event: `event` with its id set to `id`, encoded once for each protocol. Throws
@@ -40,6 +47,15 @@ inline std::shared_ptr<const topic_event> make_topic_event(std::uint64_t id, std
     e->topic = std::move(topic);
     event.id = std::to_string(id);
     e->sse = std::make_shared<const std::string>(encode(event));
+    if (event.data.size() <= 1024) {
+        char header[10];
+        std::size_t h = detail::write_ws_frame_header(header, detail::ws_text, event.data.size());
+        std::string frame;
+        frame.reserve(h + event.data.size());
+        frame.append(header, h).append(event.data);
+        e->websocket_frame = std::make_shared<const std::string>(std::move(frame));
+        e->websocket_header = static_cast<std::uint8_t>(h);
+    }
     e->websocket = std::make_shared<const std::string>(std::move(event.data));
     return e;
 }

@@ -157,8 +157,9 @@ public:
     /// makes these (weir::websocket); tests may too.
     websocket_connection(weir::transport& transport, const websocket_options& options, std::string subprotocol = {},
                          std::string leftover = {})
-        : stream_(transport), limits_(detail::ws_limits_table::of(stream_.get_executor().context()).get(options)),
-          reader_(options.max_message_size), loop_(detail::event_loop::of(stream_.get_executor().context())) {
+        : stream_(transport), reader_(options.max_message_size),
+          loop_(detail::event_loop::of(stream_.get_executor().context())) {
+        limits_ = detail::ws_limits_table::of(loop_).get(options);
         if (!subprotocol.empty()) more().subprotocol = std::move(subprotocol);
         if (!leftover.empty()) more().in = std::move(leftover);
     }
@@ -256,6 +257,11 @@ private:
         std::uint8_t opcode;
         websocket_payload payload;
         bool compressed = false; // the payload is deflated: its frame has RSV1 set
+        // The payload is a whole text frame made by a publisher (see queue_in_pass()), header included: this
+        // many bytes of it are the header.
+        std::uint8_t framed = 0;
+
+        std::size_t message_size() const noexcept { return payload.size() - framed; }
     };
 
     struct segment {
@@ -267,7 +273,9 @@ private:
     struct send_state {
         detail::ws_fifo<outgoing> outbox;  // messages, then possibly our close
         detail::ws_fifo<outgoing> control; // at most one pong and one ping, ahead of messages
-        std::vector<outgoing> batch;
+        std::vector<outgoing> batch;       // the control frames being written
+        // The messages being written: the first this many of the outbox (left there, not moved, until written).
+        std::size_t batch_messages = 0;
         std::string scratch;
         std::vector<segment> segments;
         std::vector<asio::const_buffer> buffers;
@@ -280,6 +288,7 @@ private:
             outbox.clear();
             control.clear();
             batch.clear();
+            batch_messages = 0;
             segments.clear();
             buffers.clear();
             if (scratch.capacity() > 16 * 1024) std::string().swap(scratch);
@@ -656,11 +665,15 @@ private:
     // Forgets the messages not yet being written.
     void drop_queued() noexcept {
         if (!send_) return;
-        for (auto& o : send_->outbox) {
+        // The messages of a write under way stay: written() counts them out.
+        auto& outbox = send_->outbox;
+        std::size_t keep = send_->batch_messages;
+        for (auto it = outbox.begin() + static_cast<std::ptrdiff_t>(keep); it != outbox.end(); ++it) {
             --queued_count_;
-            queued_bytes_ -= o.payload.size();
+            queued_bytes_ -= it->message_size();
         }
-        send_->outbox.clear();
+        if (keep == 0) return outbox.clear();
+        while (outbox.size() > keep) outbox.pop_back();
     }
 
     // Ends the session for good: nothing more is read or written.
@@ -680,6 +693,7 @@ private:
         link_ = nullptr;
         stream_.cancel(); // a write still pending ends now
         cancel_deadlines();
+        if (send_) send_->batch_messages = 0; // never written: dropped with the rest
         drop_queued();
         if (send_) send_->control.clear();
         release_send_state();
@@ -706,7 +720,10 @@ private:
     // ---- sending -------------------------------------------------------------------------------------
 
     asio::awaitable<bool> send_message(std::uint8_t opcode, websocket_payload payload) {
-        while (!close_queued_ && !finished_ && queue_full()) co_await coroutines().room.async_wait(asio::use_awaitable);
+        while (!close_queued_ && !finished_ && queue_full()) {
+            room_wanted_ = true;
+            co_await coroutines().room.async_wait(asio::use_awaitable);
+        }
         co_return enqueue(opcode, std::move(payload));
     }
 
@@ -715,9 +732,18 @@ private:
     }
 
     // For a topics delivery pass: queues without scheduling a flush; the pass calls flush_in_pass() once it has
-    // queued this session's events, while the session's state is still in the cache.
-    bool queue_in_pass(websocket_payload text) {
-        return !queue_full() && enqueue(detail::ws_text, std::move(text), false);
+    // queued this session's events, while the session's state is still in the cache. `frame`, when the
+    // publisher made one, is the whole text frame of `text` (header included, `header` bytes of it), shared by
+    // every session that does not compress: such a session queues it as is and lays out no header.
+    bool queue_in_pass(const std::shared_ptr<const std::string>& text, const std::shared_ptr<const std::string>& frame,
+                       std::uint8_t header) {
+        if (queue_full()) return false;
+        if (!frame || deflate_) return enqueue(detail::ws_text, websocket_payload(text), false);
+        if (close_queued_ || finished_) return false;
+        ++queued_count_;
+        queued_bytes_ += text->size();
+        sending().outbox.push_back({detail::ws_text, websocket_payload(frame), false, header});
+        return true;
     }
 
     // Writes what the pass queued now. Nothing it does may end the session inside the pass (which walks the
@@ -841,21 +867,27 @@ private:
             batch.push_back(std::move(control.front()));
             control.pop_front();
         }
-        while (!outbox.empty() && batch.size() < batch_limit) {
-            batch.push_back(std::move(outbox.front()));
-            outbox.pop_front();
-            if (batch.back().opcode == detail::ws_close) {
-                outbox.clear();
-                break;
-            }
+        // Messages are written from where they wait in the outbox, and leave it once written.
+        std::size_t messages = 0;
+        for (auto it = outbox.begin(); it != outbox.end() && messages < batch_limit; ++it) {
+            ++messages;
+            if (it->opcode == detail::ws_close) break; // nothing follows a close
         }
-        if (batch.empty()) return false;
+        send_->batch_messages = messages;
+        if (batch.empty() && messages == 0) return false;
         // Headers, and payloads small enough to copy, share one contiguous scratch buffer: a batch of small
-        // messages is one iovec. Large payloads are written from where they are.
+        // messages is one iovec. Large payloads are written from where they are, and so is a lone frame made
+        // by a publisher.
         scratch.clear();
         send_->segments.clear();
-        for (auto& o : batch) {
+        auto lay_out = [&](const outgoing& o) {
             auto payload = o.payload.view();
+            if (o.framed) {
+                if (batch.empty() && messages == 1) return add_segment(payload.data(), 0, payload.size());
+                std::size_t at = scratch.size();
+                scratch.append(payload);
+                return add_segment(nullptr, at, payload.size());
+            }
             char header[10];
             std::size_t h = detail::write_ws_frame_header(header, o.opcode, payload.size());
             if (o.compressed) header[0] = static_cast<char>(header[0] | 0x40); // RSV1: permessage-deflate
@@ -868,7 +900,10 @@ private:
                 add_segment(nullptr, at, h);
                 add_segment(payload.data(), 0, payload.size());
             }
-        }
+        };
+        for (auto& o : batch) lay_out(o);
+        auto it = outbox.begin();
+        for (std::size_t i = 0; i < messages; ++i, ++it) lay_out(*it);
         send_->buffers.clear();
         send_->batch_bytes = 0;
         for (auto& s : send_->segments) {
@@ -884,11 +919,11 @@ private:
     void release_send_state() noexcept {
         if (!send_ || writing_ || !send_->outbox.empty() || !send_->control.empty()) return;
         send_->trim();
-        detail::ws_spares<send_state>::of(stream_.get_executor().context()).give(std::move(send_));
+        detail::ws_spares<send_state>::of(loop_).give(std::move(send_));
     }
 
     send_state& sending() {
-        if (!send_) send_ = detail::ws_spares<send_state>::of(stream_.get_executor().context()).take();
+        if (!send_) send_ = detail::ws_spares<send_state>::of(loop_).take();
         return *send_;
     }
 
@@ -913,18 +948,30 @@ private:
 
     void written() {
         auto& batch = send_->batch;
-        for (auto& o : batch) {
+        for (auto& o : batch)
+            if (o.opcode == detail::ws_close) close_sent_ = true;
+        batch.clear();
+        auto& outbox = send_->outbox;
+        for (; send_->batch_messages > 0; --send_->batch_messages) {
+            auto& o = outbox.front();
             if (o.opcode == detail::ws_close) close_sent_ = true;
             else if (o.opcode == detail::ws_text || o.opcode == detail::ws_binary) {
                 --queued_count_;
-                queued_bytes_ -= o.payload.size();
+                queued_bytes_ -= o.message_size();
                 auto& bytes = o.payload.owned_;
                 if (bytes.capacity() >= direct_threshold && bytes.capacity() <= direct_limit)
                     reader_.recycle(std::move(bytes));
+                else if (!bytes.empty())
+                    std::string().swap(bytes); // popped entries stay in place a while: keep no payload there
+                o.payload.shared_.reset();
             }
+            outbox.pop_front();
         }
-        batch.clear();
-        if (co_) co_->room.notify_all();
+        if (close_sent_) outbox.clear();
+        if (room_wanted_) { // else no coroutine waits, and its state stays out of the cache
+            room_wanted_ = false;
+            co_->room.notify_all();
+        }
         if (close_sent_) advance(); // the closing handshake goes on
     }
 
@@ -1084,6 +1131,7 @@ private:
     bool completed_ = false;     // done_ was called
     bool advancing_ = false, again_ = false;
     bool drained_ = false; // the last read found fewer bytes than it had room for
+    bool room_wanted_ = false; // a coroutine's send() waits for room in the send queue
 };
 
 inline bool websocket_sender::post(std::uint8_t opcode, websocket_payload payload) {
