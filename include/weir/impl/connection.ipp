@@ -156,6 +156,7 @@ private:
     WEIR_DECL bool read_more();
     WEIR_DECL bool read_some();
     WEIR_DECL bool flush();
+    WEIR_DECL bool write_rest(asio::error_code& ec);
     WEIR_DECL void wait_writable();
     WEIR_DECL void flushed(bool ok);
     WEIR_DECL void linger_close(bool below_tls = false);
@@ -530,14 +531,9 @@ WEIR_DECL bool connection_core::flush() {
         return true;
     }
     asio::error_code ec;
-    std::size_t n = transport_.write_some(asio::buffer(out_), ec);
-    if (ec == asio::error::would_block) {
-        n = 0;
-        ec = {};
-    }
-    if (!ec && n < out_.size()) {
+    work_->written = 0;
+    if (!write_rest(ec)) {
         work_->was_handling = std::exchange(handling_, false);
-        work_->written = n;
         set_deadline(options_.write_timeout);
         timed_out_ = false;
         wait_writable();
@@ -549,20 +545,23 @@ WEIR_DECL bool connection_core::flush() {
 
 WEIR_DECL void connection_core::wait_writable() {
     transport_.async_wait_writable([self = shared_from_this()](asio::error_code ec) {
-        work& w = *self->work_;
-        if (!ec) {
-            w.written += self->transport_.write_some(
-                asio::buffer(self->out_.data() + w.written, self->out_.size() - w.written), ec);
-            if (ec == asio::error::would_block) ec = {};
-            if (!ec && w.written < self->out_.size()) {
-                self->wait_writable();
-                return;
-            }
+        if (!ec && !self->write_rest(ec)) {
+            self->wait_writable();
+            return;
         }
-        self->handling_ = w.was_handling;
+        self->handling_ = self->work_->was_handling;
         self->flushed(!ec);
         self->resume();
     });
+}
+
+// Writes what is left of out_ after work_->written. False while some is left and no error stopped it: the
+// socket is full (would_block is not an error).
+WEIR_DECL bool connection_core::write_rest(asio::error_code& ec) {
+    work_->written += transport_.write_some(asio::buffer(out_.data() + work_->written, out_.size() - work_->written),
+                                            ec);
+    if (ec == asio::error::would_block) ec = {};
+    return ec || work_->written == out_.size();
 }
 
 WEIR_DECL void connection_core::flushed(bool ok) {

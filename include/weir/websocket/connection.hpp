@@ -740,10 +740,7 @@ private:
         if (queue_full()) return false;
         if (!frame || deflate_) return enqueue(detail::ws_text, websocket_payload(text), false);
         if (close_queued_ || finished_) return false;
-        ++queued_count_;
-        queued_bytes_ += text->size();
-        sending().outbox.push_back({detail::ws_text, websocket_payload(frame), false, header});
-        return true;
+        return queue_outgoing({detail::ws_text, websocket_payload(frame), false, header}, false);
     }
 
     // Writes what the pass queued now. Nothing it does may end the session inside the pass (which walks the
@@ -765,9 +762,14 @@ private:
             else payload = websocket_payload(deflate_->compress(payload.view()));
             compressed = true;
         }
+        return queue_outgoing({opcode, std::move(payload), compressed}, flush_soon);
+    }
+
+    // Counts a message into the send budget and queues it.
+    bool queue_outgoing(outgoing o, bool flush_soon) {
         ++queued_count_;
-        queued_bytes_ += payload.size();
-        sending().outbox.push_back({opcode, std::move(payload), compressed});
+        queued_bytes_ += o.message_size();
+        sending().outbox.push_back(std::move(o));
         if (flush_soon) schedule_flush();
         return true;
     }
