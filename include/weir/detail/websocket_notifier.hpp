@@ -42,9 +42,10 @@ public:
     // Wakes every waiter; each resumes later, through its own executor.
     void notify_all() {
         if (waiters_.empty()) return;
-        auto woken = std::move(waiters_);
+        // In place: a wake-up only posts, so nothing reaches this notifier meanwhile, and the list keeps its
+        // storage (a session that waits once per message does not allocate a list per message).
+        for (auto& w : waiters_) w->wake(true);
         waiters_.clear();
-        for (auto& w : woken) w->wake(true);
     }
 
     bool has_waiters() const noexcept { return !waiters_.empty(); }

@@ -19,8 +19,10 @@ namespace weir::detail {
 template <class T>
 class ws_spares final {
 public:
-    // More than this many would be memory kept for a burst that has passed.
-    static constexpr std::size_t max_kept = 16;
+    // As many as the sessions that send in one turn of a busy loop (64 echoing clients each flush after their
+    // read pass, or after their handler's send): fewer, and each turn allocates and frees the difference. More
+    // would be memory kept for a burst that has passed (a kept one is trimmed: a few small messages' room).
+    static constexpr std::size_t max_kept = 64;
 
     static ws_spares& of(asio::io_context& io) { return of(event_loop::of(io)); }
     static ws_spares& of(event_loop& loop) { return loop.part<ws_spares>(); }

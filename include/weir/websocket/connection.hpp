@@ -291,7 +291,7 @@ private:
             batch_messages = 0;
             segments.clear();
             buffers.clear();
-            if (scratch.capacity() > 16 * 1024) std::string().swap(scratch);
+            if (scratch.capacity() > 4 * 1024) std::string().swap(scratch); // 64 spares keep at most 256 KiB here
             scratch.clear();
             batch_bytes = write_left = 0;
         }
@@ -397,6 +397,9 @@ private:
             step();
         } while (again_);
         advancing_ = false;
+        // What the pass's callbacks sent goes out now, in one write with whatever else is queued: no post, and
+        // the send state goes back to the loop before the next session's pass takes one.
+        if (std::exchange(flush_wanted_, false)) flush();
     }
 
     void step() {
@@ -794,6 +797,10 @@ private:
     // Writes are gathered: whatever was queued while the last write ran goes out in one system call.
     void schedule_flush() {
         if (flush_posted_ || writing_ || finished_) return;
+        if (advancing_) {
+            flush_wanted_ = true; // advance() flushes when its pass ends
+            return;
+        }
         flush_posted_ = true;
         asio::post(stream_.get_executor(), [self = shared_from_this()] {
             self->flush_posted_ = false;
@@ -1119,6 +1126,7 @@ private:
     bool reading_frames_ = true;
     bool read_done_ = false;
     bool flush_posted_ = false;
+    bool flush_wanted_ = false; // by a step of advance(), which flushes at its end
     bool writing_ = false;
     bool heard_while_writing_ = false; // the peer spoke while a write waited
     bool close_queued_ = false;
