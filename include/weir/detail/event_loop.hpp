@@ -117,6 +117,17 @@ private:
     }
 
     void arm(deadline& d, std::chrono::milliseconds after) {
+        if (d.list_ && d.list_->duration == after && waiting_) {
+            // Moved later in its own list (a session that heard its peer again): the list stays in order, and
+            // the pending wake-up, due no later than this deadline was, sweeps and re-arms for what is left.
+            d.at_ = clock::now() + after;
+            if (d.list_->tail != &d) {
+                deadline::list& l = *d.list_;
+                l.unlink(d);
+                l.push_back(d);
+            }
+            return;
+        }
         if (d.list_) {
             d.list_->unlink(d);
             --size_;
