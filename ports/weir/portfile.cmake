@@ -1,5 +1,6 @@
 # weir is header-only: configure without tests or examples, install the headers and the CMake package. The
-# "separate" feature also installs libweir.a (weir compiled once) and the weir::separate target.
+# "separate" feature also installs libweir.a (weir compiled once) and the weir::separate target; the "tls" and
+# "redis" features install libweir_tls.a and libweir_redis.a (weir::tls and weir::redis are compiled libraries).
 vcpkg_from_github(
     OUT_SOURCE_PATH SOURCE_PATH
     REPO weir-cpp/weir
@@ -28,7 +29,7 @@ vcpkg_cmake_install()
 vcpkg_cmake_config_fixup(CONFIG_PATH share/weir/cmake)
 vcpkg_fixup_pkgconfig()
 
-if("separate" IN_LIST FEATURES)
+if("separate" IN_LIST FEATURES OR "tls" IN_LIST FEATURES OR "redis" IN_LIST FEATURES)
     file(REMOVE_RECURSE "${CURRENT_PACKAGES_DIR}/debug/include" "${CURRENT_PACKAGES_DIR}/debug/share")
 else()
     file(REMOVE_RECURSE "${CURRENT_PACKAGES_DIR}/debug" "${CURRENT_PACKAGES_DIR}/lib")

@@ -38,12 +38,13 @@ prefix=$work/prefix
   set -e
   cmake -S "$root" -B "$work/weir-build" -G Ninja -DWEIR_BUILD_TESTS=OFF -DWEIR_BUILD_EXAMPLES=OFF \
         -DWEIR_WITH_SEPARATE=ON -DCMAKE_INSTALL_PREFIX=/nonexistent/weir
-  cmake --build "$work/weir-build"   # libweir.a (weir::separate); the rest is headers
+  cmake --build "$work/weir-build"   # libweir.a (weir::separate), libweir_tls.a, libweir_redis.a; the rest is headers
   cmake --install "$work/weir-build" --prefix "$prefix"
   for f in include/weir/weir.hpp include/weir/version.hpp include/weir/detail/connection.hpp \
            share/weir/cmake/weirConfig.cmake share/weir/cmake/weirConfigVersion.cmake \
            share/weir/cmake/weirTargets.cmake share/pkgconfig/weir.pc share/pkgconfig/weir-tls.pc \
-           share/pkgconfig/weir-redis.pc share/pkgconfig/weir-separate.pc lib/libweir.a \
+           share/pkgconfig/weir-redis.pc share/pkgconfig/weir-separate.pc lib/libweir.a lib/libweir_tls.a \
+           lib/libweir_redis.a \
            include/weir/impl/src.hpp; do
     test -f "$prefix/$f" || { echo "missing $f"; exit 1; }
   done
@@ -150,6 +151,11 @@ plain include-flags-separate sh -c "g++ $warnings -std=c++20 -I$root/include -DA
 # shellcheck disable=SC2046,SC2086
 plain include-flags g++ $warnings -std=c++20 -I"$root/include" -DASIO_STANDALONE $(pkg-config --cflags fmt) \
   "$consumers/app/app.cpp" $(pkg-config --libs fmt) -pthread
+# TLS and the Redis backend header-only, as conan packages them (no libweir_tls.a, no libweir_redis.a).
+# shellcheck disable=SC2046,SC2086
+plain include-flags-tls-redis g++ $warnings -std=c++20 -I"$root/include" -DASIO_STANDALONE -DWEIR_HAS_OPENSSL=1 \
+  -DWEIR_HAS_HIREDIS=1 $(pkg-config --cflags fmt openssl hiredis) "$consumers/app/app.cpp" \
+  $(pkg-config --libs fmt openssl hiredis) -pthread
 unset PKG_CONFIG_PATH
 
 # 7. vcpkg and conan cannot run here: check their files parse, and build conan's test_package with plain CMake

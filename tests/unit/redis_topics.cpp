@@ -4,6 +4,7 @@
 
 #ifdef WEIR_HAS_HIREDIS
 
+#include <weir/detail/redis_stream_id.hpp>
 #include <weir/topics/redis.hpp>
 
 #include <doctest/doctest.h>

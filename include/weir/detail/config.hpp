@@ -10,3 +10,18 @@
 #else
 #define WEIR_DECL inline
 #endif
+
+// The optional components on other libraries work the same way on their own: their CMake targets (weir::tls,
+// weir::redis) are libraries that compile the component's code once and define WEIR_TLS_SEPARATE_COMPILATION
+// or WEIR_REDIS_SEPARATE_COMPILATION; without it the component's header defines everything itself.
+#if defined(WEIR_TLS_SEPARATE_COMPILATION)
+#define WEIR_TLS_DECL
+#else
+#define WEIR_TLS_DECL inline
+#endif
+
+#if defined(WEIR_REDIS_SEPARATE_COMPILATION)
+#define WEIR_REDIS_DECL
+#else
+#define WEIR_REDIS_DECL inline
+#endif

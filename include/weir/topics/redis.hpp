@@ -8,9 +8,9 @@
 ///     auto bus = std::make_shared<weir::redis_topic_backend>(weir::parse_redis_url("redis://10.0.0.5:6379"));
 ///     weir::topics rooms(weir::topics_options{.backend = bus});
 
+#include <weir/detail/config.hpp>
 #include <weir/topics/backend.hpp>
 #include <weir/topics/redis_options.hpp>
-#include <weir/detail/redis_topic_core.hpp>
 
 #include <cstddef>
 #include <cstdint>
@@ -20,6 +20,9 @@
 #include <utility>
 
 namespace weir {
+namespace detail {
+class redis_topic_core;
+} // namespace detail
 
 /// A topic backend on Redis Streams: one stream per topic. A publish appends to the topic's stream
 /// (`XADD key MAXLEN ~ max_length * ...`) and returns the entry's id; one connection of this backend reads every
@@ -34,51 +37,38 @@ namespace weir {
 class redis_topic_backend final : public topic_backend {
 public:
     /// Starts the backend's thread; connections are made when first needed (nothing fails if Redis is down).
-    explicit redis_topic_backend(redis_topic_options options = {})
-        : core_(std::make_shared<detail::redis_topic_core>(std::move(options))) {
-        thread_ = std::thread([core = core_] { core->run(); });
-    }
+    WEIR_REDIS_DECL explicit redis_topic_backend(redis_topic_options options = {});
 
     redis_topic_backend(const redis_topic_backend&) = delete;
     redis_topic_backend& operator=(const redis_topic_backend&) = delete;
 
     /// Closes the connections and stops the thread; publishes still waiting fail.
-    ~redis_topic_backend() override {
-        core_->stop();
-        // The last owner of a topics object may let go on this backend's own thread (while it hands an event
-        // on): a thread cannot join itself, and it keeps the core alive until it ends.
-        if (thread_.get_id() == std::this_thread::get_id()) thread_.detach();
-        else thread_.join();
-    }
+    WEIR_REDIS_DECL ~redis_topic_backend() override;
 
-    void set_sink(sink s) override { core_->set_sink(std::move(s)); }
+    WEIR_REDIS_DECL void set_sink(sink s) override;
 
     /// Appends the event to the topic's stream; returns its id. Throws topic_publish_error when Redis is
     /// unreachable, answers with an error or does not answer within the timeout, and std::invalid_argument for an
     /// event type with CR or LF.
-    std::uint64_t publish(std::string_view topic, sse_event event) override {
-        return core_->publish(topic, std::move(event));
-    }
+    WEIR_REDIS_DECL std::uint64_t publish(std::string_view topic, sse_event event) override;
 
     /// Starts reading the topic's stream from its end (when it is not read already).
-    void listen(std::string_view topic) override { core_->listen(topic); }
+    WEIR_REDIS_DECL void listen(std::string_view topic) override;
 
-    void unlisten(std::string_view topic) override { core_->unlisten(topic); }
+    WEIR_REDIS_DECL void unlisten(std::string_view topic) override;
 
     /// From what this process kept when it covers `after`, else from Redis (`XRANGE`). Not complete when `after`
     /// is older than the stream's first entry (entries after it were trimmed, or the stream was lost and started
     /// over), greater than its last, or Redis cannot be asked. 0 reads from the start of a stream that never lost
     /// an entry.
-    range read_after(std::string_view topic, std::uint64_t after, std::size_t max) override {
-        return core_->read_after(topic, after, max);
-    }
+    WEIR_REDIS_DECL range read_after(std::string_view topic, std::uint64_t after, std::size_t max) override;
 
     /// The greatest id this process has published or handed on.
-    std::uint64_t last_id() const override { return core_->last_id(); }
+    WEIR_REDIS_DECL std::uint64_t last_id() const override;
 
     /// The last id of a listened topic handed on to the sink (or its stream's end when listening began); later
     /// entries reach the sink after this returns. 0 while Redis could not be asked where the stream ended.
-    std::uint64_t last_id(std::string_view topic) const override { return core_->last_id(topic); }
+    WEIR_REDIS_DECL std::uint64_t last_id(std::string_view topic) const override;
 
 private:
     std::shared_ptr<detail::redis_topic_core> core_;
@@ -86,3 +76,7 @@ private:
 };
 
 } // namespace weir
+
+#if !defined(WEIR_REDIS_SEPARATE_COMPILATION)
+#include <weir/impl/redis.ipp>
+#endif
