@@ -28,11 +28,11 @@ constexpr bool is_token(std::string_view s) noexcept {
     if (s.empty()) return false;
     const char* p = s.data();
     std::size_t n = s.size(), i = 0;
-    bool ok = true;
-    for (; i + 4 <= n; i += 4)
-        ok &= is_token_char(p[i]) & is_token_char(p[i + 1]) & is_token_char(p[i + 2]) & is_token_char(p[i + 3]);
-    for (; i < n; ++i) ok &= is_token_char(p[i]);
-    return ok;
+    auto at = [p](std::size_t k) { return static_cast<unsigned>(is_token_char(p[k])); };
+    unsigned ok = 1;
+    for (; i + 4 <= n; i += 4) ok &= at(i) & at(i + 1) & at(i + 2) & at(i + 3);
+    for (; i < n; ++i) ok &= at(i);
+    return ok != 0;
 }
 
 // field-vchar / SP / HTAB / obs-text: everything but controls other than HTAB, and DEL.
