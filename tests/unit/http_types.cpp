@@ -5,6 +5,8 @@
 
 #include <doctest/doctest.h>
 
+#include <string>
+
 TEST_CASE("headers keep several fields of one name, in order") {
     weir::headers h;
     h.add("Set-Cookie", "a=1");
@@ -90,4 +92,45 @@ TEST_CASE("statuses that forbid a body") {
     CHECK(weir::forbids_body(weir::status::switching_protocols));
     CHECK(!weir::forbids_body(weir::status::ok));
     CHECK(weir::reason_phrase(weir::status::too_many_requests) == "Too Many Requests");
+}
+
+TEST_CASE("header checks find a forbidden byte at any position of any length") {
+    // Values are checked eight bytes at a time and names four at a time: each length and each position.
+    for (std::size_t length = 1; length <= 40; ++length) {
+        for (std::size_t at = 0; at < length; ++at) {
+            std::string value(length, 'v');
+            for (int bad : {0x00, 0x01, 0x0a, 0x0d, 0x1f, 0x7f}) {
+                value[at] = static_cast<char>(bad);
+                weir::headers h;
+                CHECK_THROWS_AS(h.add("X-A", value), std::invalid_argument);
+            }
+            for (int good : {0x09, 0x20, 0x7e, 0x80, 0xff}) {
+                value[at] = static_cast<char>(good);
+                weir::headers h;
+                CHECK_NOTHROW(h.add("X-A", value));
+            }
+            std::string name(length, 'n');
+            for (int bad : {0x20, 0x3a, 0x28, 0x22, 0x7f, 0x80, 0x00}) { // SP : ( " DEL, obs-text, NUL
+                name[at] = static_cast<char>(bad);
+                weir::headers h;
+                CHECK_THROWS_AS(h.add(name, "x"), std::invalid_argument);
+            }
+            name[at] = '~';
+            weir::headers h;
+            CHECK_NOTHROW(h.add(name, "x"));
+        }
+    }
+}
+
+TEST_CASE("only the framing and upgrade names themselves belong to the final stage") {
+    weir::headers h;
+    // The lengths of protocol-owned names, but other names.
+    for (auto name : {"Upgradx", "X-Connect", "Connectiox", "Keep-Alivx", "Content-Lengtx", "Transfer-Encodinx",
+                      "Sec-WebSocket-Acceps", "Sec-WebSocket-Protocos", "Sec-WebSocket-Extensionx", "Upgrades",
+                      "Content-Type"})
+        CHECK_NOTHROW(h.set(name, "x"));
+    for (auto name : {"UPGRADE", "CoNnEcTiOn", "KEEP-alive", "content-LENGTH", "Transfer-ENCODING"})
+        CHECK_THROWS_AS(h.set(name, "x"), weir::protocol_header_error);
+    static_assert(weir::is_protocol_owned_header("sec-websocket-extensions"));
+    static_assert(!weir::is_protocol_owned_header("sec-websocket-version"));
 }

@@ -298,3 +298,33 @@ TEST_CASE("the raw bytes of a decoded chunked body can be dropped from the buffe
     CHECK(buffer.substr(r.consumed) == "GET");
     CHECK(most <= head.size() + 16);
 }
+
+TEST_CASE("each byte of a target and of a Host is accepted or refused as RFC 9110 and RFC 3986 say") {
+    // Printable ASCII but '#' in a target; unreserved, sub-delims, ':', '[', ']' and '%' in a Host.
+    auto in_target = [](int c) { return c > 0x20 && c < 0x7f && c != '#'; };
+    std::string_view host_extra = "-._~!$&'()*+,;=:[]%";
+    auto in_host = [&](int c) {
+        return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
+               (c != 0 && host_extra.find(static_cast<char>(c)) != std::string_view::npos);
+    };
+    for (int c = 1; c < 256; ++c) {
+        if (c == '\r' || c == '\n' || c == ' ') continue; // these end the line or the target
+        CAPTURE(c);
+        std::string ch(1, static_cast<char>(c));
+        std::string target = "GET /abcdefg" + ch + "h HTTP/1.1\r\nHost: h\r\n\r\n";
+        CHECK((parse(target).result.state == weir::parse_result::kind::complete) == in_target(c));
+        std::string host = "GET / HTTP/1.1\r\nHost: example" + ch + "org\r\n\r\n";
+        CHECK((parse(host).result.state == weir::parse_result::kind::complete) == in_host(c));
+    }
+}
+
+TEST_CASE("fields are split at their CRLF whatever their lengths") {
+    auto o = parse("GET /p?q=1 HTTP/1.1\r\nHost: h\r\nA: 1\r\nLonger-Name:   spaced value  \r\nX:\r\n\r\n");
+    REQUIRE(o.result.state == weir::parse_result::kind::complete);
+    CHECK(o.message.method() == "GET");
+    CHECK(o.message.path() == "/p");
+    CHECK(o.message.query() == "q=1");
+    CHECK(o.message.header("a") == "1");
+    CHECK(o.message.header("longer-name") == "spaced value");
+    CHECK(o.message.header("x") == "");
+}

@@ -133,3 +133,47 @@ TEST_CASE("a HEAD request gets the head of the response and no body") {
     CHECK(answer.find("Content-Length: 9\r\n") != std::string::npos);
     CHECK(answer.ends_with("\r\n\r\n"));
 }
+
+TEST_CASE("a response is written whole: status line, Date, fields in order, framing, then the body") {
+    weir::server server(
+        [](const weir::request<>& req) {
+            auto path = req.path();
+            if (path == "/empty") return weir::response(weir::status::no_content);
+            std::size_t size = path == "/small" ? 13 : path == "/1024" ? 1024 : path == "/1025" ? 1025 : 70000;
+            weir::response r(weir::status::ok, std::string(size, 'b'));
+            r.headers().add("X-Long-Name-Over-Fifteen", "a value longer than fifteen bytes");
+            r.headers().add("X-A", "1");
+            return r;
+        },
+        test_options());
+    running run(server);
+    // The Date value is the one part that varies: it is cut out before comparing.
+    auto without_date = [](std::string s) {
+        std::size_t dates = 0;
+        for (auto at = s.find("\r\nDate: "); at != std::string::npos; at = s.find("\r\nDate: ", at + 8)) {
+            auto end = s.find("\r\n", at + 2);
+            CHECK(end - (at + 8) == 29); // IMF-fixdate: "Sun, 06 Nov 1994 08:49:37 GMT"
+            s.erase(at + 8, end - (at + 8));
+            ++dates;
+        }
+        CHECK(dates > 0);
+        return s;
+    };
+    for (std::size_t size : {13, 1024, 1025, 70000}) {
+        CAPTURE(size);
+        std::string path = size == 13 ? "/small" : "/" + std::to_string(size);
+        auto answer = exchange(run.port, {"GET " + path + " HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n"});
+        CHECK(without_date(answer) == "HTTP/1.1 200 OK\r\nDate: \r\nContent-Type: text/plain; charset=utf-8\r\n"
+                                      "X-Long-Name-Over-Fifteen: a value longer than fifteen bytes\r\nX-A: 1\r\n"
+                                      "Content-Length: " + std::to_string(size) + "\r\nConnection: close\r\n\r\n" +
+                                          std::string(size, 'b'));
+    }
+    auto head = exchange(run.port, {"HEAD /1025 HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n"});
+    CHECK(without_date(head) == "HTTP/1.1 200 OK\r\nDate: \r\nContent-Type: text/plain; charset=utf-8\r\n"
+                                "X-Long-Name-Over-Fifteen: a value longer than fifteen bytes\r\nX-A: 1\r\n"
+                                "Content-Length: 1025\r\nConnection: close\r\n\r\n");
+    auto empty = exchange(run.port, {"GET /empty HTTP/1.0\r\nConnection: keep-alive\r\n\r\n"
+                                     "GET /empty HTTP/1.0\r\n\r\n"});
+    CHECK(without_date(empty) == "HTTP/1.1 204 No Content\r\nDate: \r\nConnection: keep-alive\r\n\r\n"
+                               "HTTP/1.1 204 No Content\r\nDate: \r\nConnection: close\r\n\r\n");
+}

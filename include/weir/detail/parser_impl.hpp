@@ -6,6 +6,7 @@
 #include <weir/detail/config.hpp>
 #include <weir/http/parser.hpp>
 
+#include <array>
 #include <cstring>
 
 namespace weir {
@@ -145,6 +146,27 @@ constexpr bool is_host_char(char c) noexcept {
     }
 }
 
+// Every request has a target and a Host: their bytes are checked by table, without a branch per byte.
+template <bool (*Allowed)(char)>
+constexpr std::array<bool, 256> make_char_table() {
+    std::array<bool, 256> t{};
+    for (int c = 0; c < 256; ++c) t[static_cast<std::size_t>(c)] = Allowed(static_cast<char>(c));
+    return t;
+}
+inline constexpr std::array<bool, 256> target_table = make_char_table<is_target_char>();
+inline constexpr std::array<bool, 256> host_table = make_char_table<is_host_char>();
+
+inline bool all_in(const std::array<bool, 256>& table, std::string_view s) noexcept {
+    bool ok = true;
+    for (char c : s) ok &= table[static_cast<unsigned char>(c)];
+    return ok;
+}
+
+// s[pos, pos + n) of a range already known to hold it: no bounds check, no call.
+constexpr std::string_view slice(std::string_view s, std::size_t pos, std::size_t n) noexcept {
+    return {s.data() + pos, n};
+}
+
 // 1*DIGIT without sign, space or list; false on overflow.
 constexpr bool parse_decimal(std::string_view s, std::size_t& out) noexcept {
     if (s.empty() || s.size() > 18) return false;
@@ -219,9 +241,9 @@ inline bool parse_field_line(std::string_view line, request_field& field) noexce
     if (line.empty() || line.front() == ' ' || line.front() == '\t') return false; // obs-fold or empty name
     auto colon = line.find(':');
     if (colon == std::string_view::npos) return false;
-    auto name = line.substr(0, colon);
+    auto name = slice(line, 0, colon);
     if (!is_token(name)) return false; // covers whitespace before the colon
-    auto value = trim_ows(line.substr(colon + 1));
+    auto value = trim_ows(slice(line, colon + 1, line.size() - colon - 1));
     if (!is_field_value(value)) return false;
     field.name = name;
     field.value = value;
@@ -234,21 +256,23 @@ WEIR_DECL parse_result request_parser::parse_head(std::string_view data, http_re
     using detail::iequals;
     const char* p = data.data();
     std::string_view head(p + start_, head_end_ - start_);
-    auto first_end = head.find("\r\n");
-    std::string_view line = head.substr(0, first_end);
+    // scan_head() has seen every line of the head end in CRLF, with no CR elsewhere: a line ends one byte
+    // before its LF.
+    auto first_end = head.find('\n') - 1;
+    std::string_view line = detail::slice(head, 0, first_end);
 
     // request-line = method SP request-target SP HTTP-version
     auto sp1 = line.find(' ');
     if (sp1 == std::string_view::npos) return fail(status::bad_request, "malformed request line");
     auto sp2 = line.find(' ', sp1 + 1);
     if (sp2 == std::string_view::npos) return fail(status::bad_request, "malformed request line");
-    auto method = line.substr(0, sp1);
-    auto target = line.substr(sp1 + 1, sp2 - sp1 - 1);
-    auto version = line.substr(sp2 + 1);
+    auto method = detail::slice(line, 0, sp1);
+    auto target = detail::slice(line, sp1 + 1, sp2 - sp1 - 1);
+    auto version = detail::slice(line, sp2 + 1, line.size() - sp2 - 1);
     if (!detail::is_token(method)) return fail(status::bad_request, "invalid method");
     if (target.empty()) return fail(status::bad_request, "empty request target");
-    for (char c : target)
-        if (!detail::is_target_char(c)) return fail(status::bad_request, "invalid character in request target");
+    if (!detail::all_in(detail::target_table, target))
+        return fail(status::bad_request, "invalid character in request target");
     if (version.size() != 8 || version.substr(0, 5) != "HTTP/" || version[6] != '.' || version[5] < '0' ||
         version[5] > '9' || version[7] < '0' || version[7] > '9')
         return fail(status::bad_request, "malformed HTTP version");
@@ -286,10 +310,10 @@ WEIR_DECL parse_result request_parser::parse_head(std::string_view data, http_re
     std::size_t host_count = 0;
     bool has_length = false, chunked = false;
     std::size_t length = 0;
-    std::string_view rest = head.substr(first_end + 2);
+    std::string_view rest = detail::slice(head, first_end + 2, head.size() - first_end - 2);
     while (rest.size() > 2) {
-        auto end = rest.find("\r\n");
-        auto field_line = rest.substr(0, end);
+        auto end = rest.find('\n') - 1;
+        auto field_line = detail::slice(rest, 0, end);
         rest.remove_prefix(end + 2);
         request_field f;
         if (!field_line.empty() && (field_line.front() == ' ' || field_line.front() == '\t'))
@@ -301,8 +325,7 @@ WEIR_DECL parse_result request_parser::parse_head(std::string_view data, http_re
 
         if (iequals(f.name, "host")) {
             ++host_count;
-            for (char c : f.value)
-                if (!detail::is_host_char(c)) return fail(status::bad_request, "invalid Host");
+            if (!detail::all_in(detail::host_table, f.value)) return fail(status::bad_request, "invalid Host");
         } else if (iequals(f.name, "content-length")) {
             std::size_t v = 0;
             if (!detail::parse_decimal(f.value, v)) return fail(status::bad_request, "invalid Content-Length");

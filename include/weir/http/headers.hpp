@@ -23,10 +23,17 @@ public:
 /// break a handshake or the message framing by setting them.
 constexpr bool is_protocol_owned_header(std::string_view name) noexcept {
     using detail::iequals;
-    return iequals(name, "content-length") || iequals(name, "transfer-encoding") ||
-           iequals(name, "connection") || iequals(name, "upgrade") || iequals(name, "keep-alive") ||
-           iequals(name, "sec-websocket-accept") || iequals(name, "sec-websocket-protocol") ||
-           iequals(name, "sec-websocket-extensions");
+    // By length first: every set() and add() asks, and most names match no length here.
+    switch (name.size()) {
+    case 7: return iequals(name, "upgrade");
+    case 10: return iequals(name, "connection") || iequals(name, "keep-alive");
+    case 14: return iequals(name, "content-length");
+    case 17: return iequals(name, "transfer-encoding");
+    case 20: return iequals(name, "sec-websocket-accept");
+    case 22: return iequals(name, "sec-websocket-protocol");
+    case 24: return iequals(name, "sec-websocket-extensions");
+    default: return false;
+    }
 }
 
 /// The header fields of a response: an ordered multimap with case-insensitive names, so several Set-Cookie

@@ -19,7 +19,7 @@ public:
     /// A response with a body and its media type.
     response(weir::status code, std::string body, std::string_view content_type = "text/plain; charset=utf-8")
         : status_(code), body_(std::move(body)) {
-        headers_.set("Content-Type", content_type);
+        headers_.add("Content-Type", content_type); // the first field: nothing to replace
     }
 
     /// A response made of a head whose upgrade did not happen: same status, same headers, no body.

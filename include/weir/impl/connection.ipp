@@ -373,8 +373,9 @@ WEIR_DECL void connection_core::give_back(std::string& b, std::vector<std::strin
     if (b.capacity() == 0) return;
     if ((only_size == 0 ? b.capacity() <= max_kept_out : b.size() == only_size) &&
         spare.size() < max_spare_buffers) {
-        b.clear();
-        if (only_size) b.resize(only_size);
+        // A read buffer keeps its size, so taking it back costs no zeroing of its bytes (which are never read
+        // before a read fills them); a write buffer keeps its room.
+        if (only_size == 0) b.clear();
         spare.emplace_back();
         spare.back().swap(b);
     } else {
@@ -831,21 +832,33 @@ WEIR_DECL void connection_core::answer_handler_failure(const http_request& messa
 }
 
 WEIR_DECL void connection_core::append_response(const response& r, bool head, bool keep_alive) {
-    append_head_start(out_, r.status(), r.headers());
+    constexpr std::string_view length_name = "Content-Length: ", crlf = "\r\n";
     bool no_body = forbids_body(r.status());
-    if (!no_body) {
-        append(out_, "Content-Length: ");
-        append_number(out_, r.body().size());
-        append(out_, "\r\n");
-    }
+    char number[24];
+    std::string_view length = no_body ? std::string_view("") : format_number(number, r.body().size());
+    std::string_view connection = "";
     if (!keep_alive || r.closes_connection()) {
-        append(out_, "Connection: close\r\n");
+        connection = "Connection: close\r\n";
         close_after_ = true;
     } else if (version_ == 10) {
-        append(out_, "Connection: keep-alive\r\n");
+        connection = "Connection: keep-alive\r\n";
     }
-    append(out_, "\r\n");
-    if (!head && !no_body) append(out_, r.body());
+    std::string_view body = head || no_body ? std::string_view("") : std::string_view(r.body());
+    // The whole response is sized and written in one step; a large body is appended after, so that its room
+    // is not zeroed before it is copied.
+    constexpr std::size_t copied_body = 1024;
+    std::size_t tail = (no_body ? 0 : length_name.size() + length.size() + crlf.size()) + connection.size() +
+                       crlf.size() + (body.size() <= copied_body ? body.size() : 0);
+    char* p = append_head_start(out_, r.status(), r.headers(), tail);
+    if (!no_body) {
+        p = put(p, length_name);
+        p = put(p, length);
+        p = put(p, crlf);
+    }
+    p = put(p, connection);
+    p = put(p, crlf);
+    if (body.size() <= copied_body) put(p, body);
+    else append(out_, body);
 }
 
 WEIR_DECL void connection_core::end_head_of_upgrade(std::size_t fields_start) {
