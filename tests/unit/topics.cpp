@@ -18,6 +18,7 @@
 #include <algorithm>
 #include <atomic>
 #include <chrono>
+#include <functional>
 #include <memory>
 #include <optional>
 #include <string>
@@ -565,4 +566,82 @@ TEST_CASE("publishers on four threads reach SSE and WebSocket subscribers on fou
     ios.clear();     // the loops are destroyed with their streams open: the streams leave
     CHECK(t.subscriber_count() == 0);
     CHECK(t.publish("all", "to no one") > total);
+}
+
+namespace {
+
+// A subscriber of the delivery pass itself: records the ids it is handed, and may leave from inside a pass
+// (as a stream whose write fails, or a session its slow-consumer policy closes, does).
+struct recording_subscriber final : weir::detail::topic_subscriber {
+    explicit recording_subscriber(std::shared_ptr<weir::detail::topic_fanout> f) : fanout(std::move(f)) {}
+    ~recording_subscriber() override { fanout->remove_all(*this); }
+
+    void queue(const weir::topic_event& e) override {
+        ids.push_back(e.id);
+        if (leave_on_queue) fanout->remove_all(*this);
+    }
+    void flush() override {
+        ++flushes;
+        if (leave_on_flush) fanout->remove_all(*this);
+        if (on_flush) on_flush();
+    }
+
+    std::shared_ptr<weir::detail::topic_fanout> fanout;
+    std::vector<std::uint64_t> ids;
+    int flushes = 0;
+    bool leave_on_queue = false, leave_on_flush = false;
+    std::function<void()> on_flush;
+};
+
+weir::sse_event event_with(std::string data) {
+    weir::sse_event e;
+    e.data = std::move(data);
+    return e;
+}
+
+} // namespace
+
+TEST_CASE("subscribers that leave during a delivery pass make no other subscriber miss an event") {
+    asio::io_context io;
+    auto fanout = std::make_shared<weir::detail::topic_fanout>(
+        std::make_shared<weir::in_process_topic_backend>(weir::topic_history_options{}));
+    fanout->connect();
+    auto executor = asio::any_io_executor(io.get_executor());
+    std::vector<std::unique_ptr<recording_subscriber>> subs;
+    for (int i = 0; i < 6; ++i) {
+        subs.push_back(std::make_unique<recording_subscriber>(fanout));
+        fanout->add(*subs.back(), executor, "t");
+        fanout->go_live(*subs.back(), 0);
+    }
+    // The first leaves as its event is queued, the third once it has written: with the last member moved into
+    // their places, the members after them would be passed over.
+    subs[0]->leave_on_queue = true;
+    subs[2]->leave_on_flush = true;
+    // The fourth, as it writes, ends the fifth (a user's callback may close another session).
+    subs[3]->on_flush = [&] { subs[4].reset(); };
+    auto first = fanout->backend().publish("t", event_with("a"));
+    io.run();
+    io.restart();
+    CHECK(subs[0]->ids == std::vector<std::uint64_t>{first});
+    CHECK(subs[1]->ids == std::vector<std::uint64_t>{first});
+    CHECK(subs[2]->ids == std::vector<std::uint64_t>{first});
+    CHECK(subs[3]->ids == std::vector<std::uint64_t>{first});
+    CHECK(!subs[4]);
+    CHECK(subs[5]->ids == std::vector<std::uint64_t>{first});
+    CHECK(fanout->subscriber_count() == 3);
+
+    // Later passes reach those left, once each, the list's holes closed; a pass longer than one run
+    // (flushes at its end) with a subscriber that leaves during it.
+    subs[3]->on_flush = nullptr;
+    subs[1]->leave_on_queue = true;
+    std::vector<std::uint64_t> ids;
+    for (int i = 0; i < 40; ++i) ids.push_back(fanout->backend().publish("t", event_with("b")));
+    io.run();
+    CHECK(subs[1]->ids == std::vector<std::uint64_t>{first, ids[0]});
+    std::vector<std::uint64_t> all{first};
+    all.insert(all.end(), ids.begin(), ids.end());
+    CHECK(subs[3]->ids == all);
+    CHECK(subs[5]->ids == all);
+    CHECK(subs[3]->flushes == 2); // the first pass; then its two runs, flushed once at the pass's end
+    CHECK(fanout->subscriber_count() == 2);
 }

@@ -47,7 +47,9 @@ struct loop_topic {
         std::uint64_t live_after = UINT64_MAX;
     };
     std::string topic; // its name, for the subscribers registered here (one copy per loop, not per subscriber)
-    std::vector<member> members;
+    std::vector<member> members; // a member that left during a delivery pass is a hole (no subscriber) until it ends
+    bool delivering = false;     // a delivery pass walks `members`: nothing moves in it
+    bool has_holes = false;
 };
 
 // One event loop's share of a topics object: events waiting for its next delivery pass.
@@ -201,6 +203,12 @@ public:
                 names.push_back(s.registrations_.back().slot->topic);
                 unregister(s, s.registrations_.size() - 1);
             }
+            if (s.touched_) {
+                // It leaves (it is being destroyed) during a pass that would flush it at its end.
+                std::replace(s.group_->touched.begin(), s.group_->touched.end(), &s,
+                             static_cast<topic_subscriber*>(nullptr));
+                s.touched_ = false;
+            }
             if (s.group_) leave_group(s);
         }
         for (auto& n : names) backend_->unlisten(n);
@@ -231,19 +239,20 @@ private:
     void unregister(topic_subscriber& s, std::size_t i) {
         auto& reg = s.registrations_[i];
         auto& members = reg.slot->members;
-        // Swap-remove from the loop's member list, fixing the index of the member moved.
         std::size_t at = reg.index;
-        if (at + 1 != members.size()) {
-            members[at] = members.back();
-            members[at].subscriber->registrations_[members[at].registration].index = at;
-        }
-        members.pop_back();
-        if (members.empty()) {
-            auto t = topics_.find(reg.slot->topic);
-            if (t != topics_.end()) {
-                std::erase_if(t->second, [&](auto& l) { return l.second == reg.slot; });
-                if (t->second.empty()) topics_.erase(t);
+        if (reg.slot->delivering) {
+            // A delivery pass walks the list (a subscriber left from its own write, say): a member moved into
+            // this place would miss the pass. A hole instead, closed when the pass is done.
+            members[at].subscriber = nullptr;
+            reg.slot->has_holes = true;
+        } else {
+            // Swap-remove from the loop's member list, fixing the index of the member moved.
+            if (at + 1 != members.size()) {
+                members[at] = members.back();
+                members[at].subscriber->registrations_[members[at].registration].index = at;
             }
+            members.pop_back();
+            if (members.empty()) forget(reg.slot);
         }
         --s.group_->registrations;
         if (i + 1 != s.registrations_.size()) {
@@ -251,6 +260,32 @@ private:
             s.registrations_[i].slot->members[s.registrations_[i].index].registration = i;
         }
         s.registrations_.pop_back();
+    }
+
+    // Under the mutex: a loop's list for a topic has no member left.
+    void forget(const std::shared_ptr<loop_topic>& slot) {
+        auto t = topics_.find(slot->topic);
+        if (t == topics_.end()) return;
+        std::erase_if(t->second, [&](auto& l) { return l.second == slot; });
+        if (t->second.empty()) topics_.erase(t);
+    }
+
+    // After a delivery pass over `slot`: closes the holes members left during it, in order.
+    void close_holes(const std::shared_ptr<loop_topic>& slot) {
+        std::lock_guard lock(mutex_);
+        slot->has_holes = false;
+        auto& members = slot->members;
+        std::size_t kept = 0;
+        for (std::size_t k = 0; k < members.size(); ++k) {
+            if (!members[k].subscriber) continue;
+            if (kept != k) {
+                members[kept] = members[k];
+                members[kept].subscriber->registrations_[members[kept].registration].index = kept;
+            }
+            ++kept;
+        }
+        members.resize(kept);
+        if (members.empty()) forget(slot);
     }
 
     // Under the mutex: s has no registration left.
@@ -301,22 +336,27 @@ private:
             while (j < events.size() && j - i < events_per_sweep && events[j].to == events[i].to) ++j;
             // One run for the whole pass (the common case): each subscriber writes at once, while it is hot.
             bool whole_pass = i == 0 && j == events.size();
-            auto& members = events[i].to->members;
+            std::shared_ptr<loop_topic> slot = events[i].to;
+            auto& members = slot->members;
+            slot->delivering = true; // a member that leaves now leaves a hole: nobody moves past this walk
             for (std::size_t at = 0; at < members.size(); ++at) {
                 // Two members ahead, the subscriber; one ahead, what it touches first (read from the subscriber
                 // prefetched the turn before). Each write's system call then hides the next member's misses.
                 if (at + 2 < members.size()) prefetch(members[at + 2].subscriber);
-                if (at + 1 < members.size()) prefetch_hot(*members[at + 1].subscriber);
-                auto& m = members[at];
-                topic_subscriber& s = *m.subscriber;
+                if (at + 1 < members.size() && members[at + 1].subscriber) prefetch_hot(*members[at + 1].subscriber);
+                if (!members[at].subscriber) continue;
+                topic_subscriber& s = *members[at].subscriber;
+                // Copied: a subscriber that joins while this one queues may move the list.
+                const std::uint64_t live_after = members[at].live_after;
                 bool queued = false;
                 for (std::size_t k = i; k < j; ++k) {
                     const topic_event& e = *events[k].event;
-                    if (e.id <= m.live_after) continue;
+                    if (e.id <= live_after) continue;
                     s.queue(e);
                     queued = true;
+                    if (members[at].subscriber != &s) break; // it left (its slow-consumer policy closed it)
                 }
-                if (!queued) continue;
+                if (!queued || members[at].subscriber != &s) continue;
                 if (whole_pass) {
                     s.flush();
                 } else if (!s.touched_) {
@@ -324,10 +364,15 @@ private:
                     g.touched.push_back(&s);
                 }
             }
+            slot->delivering = false;
+            if (slot->has_holes) close_holes(slot);
             i = j;
         }
         events.clear();
-        for (auto* s : g.touched) {
+        // By index: a flush may end another touched subscriber, whose place then holds null.
+        for (std::size_t k = 0; k < g.touched.size(); ++k) {
+            topic_subscriber* s = g.touched[k];
+            if (!s) continue;
             s->touched_ = false;
             s->flush();
         }
