@@ -153,10 +153,13 @@ ws_client open_ws(asio::io_context& io, weir::websocket_handler handler, weir::w
 }
 
 // A handler that joins `names` and holds the membership until the peer leaves.
-weir::websocket_handler member_of(weir::topics t, std::vector<std::string> names) {
-    return [t, names](weir::websocket_connection& ws) -> asio::awaitable<void> {
+// `joined`, if given, counts the sessions that have joined all their topics (the subscriber count already
+// counts one after its first topic).
+weir::websocket_handler member_of(weir::topics t, std::vector<std::string> names, std::atomic<int>* joined = nullptr) {
+    return [t, names, joined](weir::websocket_connection& ws) -> asio::awaitable<void> {
         auto member = t.join(ws);
         for (auto& n : names) member.join(n);
+        if (joined) ++*joined;
         while (co_await ws.read()) {
         }
     };
@@ -500,11 +503,12 @@ TEST_CASE("publishers on four threads reach SSE and WebSocket subscribers on fou
     std::vector<std::unique_ptr<asio::io_context>> ios;
     std::vector<sse_client> streams;
     std::vector<ws_client> sessions;
+    std::atomic<int> joined{0};
     for (int l = 0; l < loops; ++l) {
         ios.push_back(std::make_unique<asio::io_context>(1));
         for (int i = 0; i < per_loop; ++i) {
             streams.push_back(open_sse(*ios.back(), t.subscribe(fake_request{}, {"all", "loop" + std::to_string(l)})));
-            sessions.push_back(open_ws(*ios.back(), member_of(t, {"loop" + std::to_string(l), "all"})));
+            sessions.push_back(open_ws(*ios.back(), member_of(t, {"loop" + std::to_string(l), "all"}, &joined)));
         }
     }
     std::atomic<bool> stop{false};
@@ -514,8 +518,11 @@ TEST_CASE("publishers on four threads reach SSE and WebSocket subscribers on fou
             auto work = asio::make_work_guard(*io);
             while (!stop) io->run_for(10ms);
         });
-    for (int wait = 0; wait < 5000 && t.subscriber_count() < loops * per_loop * 2; ++wait) std::this_thread::sleep_for(1ms);
+    // Every session has joined "all" too, not only its first topic: events published before would not be its.
+    for (int wait = 0; wait < 5000 && (t.subscriber_count() < loops * per_loop * 2 || joined < loops * per_loop); ++wait)
+        std::this_thread::sleep_for(1ms);
     REQUIRE(t.subscriber_count() == loops * per_loop * 2);
+    REQUIRE(joined == loops * per_loop);
 
     // Churn: short-lived subscribers on every loop while the events are published.
     std::thread churn([&] {
@@ -536,7 +543,8 @@ TEST_CASE("publishers on four threads reach SSE and WebSocket subscribers on fou
 
     constexpr std::size_t total = publishers * per_publisher;
     for (auto& s : streams) {
-        for (int wait = 0; wait < 100 && s.events().size() < total; ++wait) s.read_for(20ms);
+        // Up to 10 s: a sanitized build on a loaded two-core machine is slow; a complete stream ends the wait.
+        for (int wait = 0; wait < 500 && s.events().size() < total; ++wait) s.read_for(20ms);
         auto events = s.events();
         CHECK(events.size() == total);
         bool ordered = true;
@@ -544,7 +552,7 @@ TEST_CASE("publishers on four threads reach SSE and WebSocket subscribers on fou
         CHECK(ordered);
     }
     for (auto& s : sessions) {
-        for (int wait = 0; wait < 100 && s.messages.size() < total; ++wait) s.read_for(20ms);
+        for (int wait = 0; wait < 500 && s.messages.size() < total; ++wait) s.read_for(20ms);
         CHECK(s.messages.size() == total);
         // Each publisher's events arrive in the order it published them.
         std::vector<int> next(publishers, 0);
