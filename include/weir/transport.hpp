@@ -10,7 +10,6 @@
 
 #include <array>
 #include <cstddef>
-#include <cstring>
 #include <iterator>
 #include <memory>
 #include <string_view>
@@ -188,23 +187,16 @@ public:
         }
         std::size_t n = 0;
         auto first = asio::buffer_sequence_begin(buffers), end = asio::buffer_sequence_end(buffers);
-        std::size_t size = 0;
-        for (auto it = first; it != end && size <= small_gather; ++it) size += asio::const_buffer(*it).size();
         if (first != end && std::next(first) == end) {
             // One buffer goes as send(): sendmsg() makes the kernel copy a msghdr and an iovec array first, about
-            // 0.15 us of a small loopback write's 4.5 us.
+            // 0.2 us of a small loopback write's 4.5 us.
             n = socket_.write_some(asio::const_buffer(*first), ec);
-        } else if (size <= small_gather) {
+        } else if (std::size_t size = asio::buffer_size(buffers); size <= small_gather) {
             // Several small buffers (a burst of events) are copied into one: each iovec costs the kernel about
             // 40 ns more than its bytes cost to copy here.
             std::array<char, small_gather> gathered;
-            std::size_t at = 0;
-            for (auto it = first; it != end; ++it) {
-                asio::const_buffer b(*it);
-                if (b.size() > 0) std::memcpy(gathered.data() + at, b.data(), b.size());
-                at += b.size();
-            }
-            n = socket_.write_some(asio::const_buffer(gathered.data(), at), ec);
+            std::size_t copied = asio::buffer_copy(asio::buffer(gathered), buffers);
+            n = socket_.write_some(asio::buffer(gathered.data(), copied), ec);
         } else {
             n = socket_.write_some(buffers, ec);
         }
