@@ -41,8 +41,8 @@ int main(int argc, char** argv) {
         weir::get<"/echo">([](const auto& req) {
             return weir::accept_websocket(req, [](weir::websocket_connection& ws) -> asio::awaitable<void> {
                 while (auto message = co_await ws.read()) {
-                    if (message->binary) co_await ws.send_binary(message->data);
-                    else co_await ws.send(message->data);
+                    if (message->binary) co_await ws.send_binary(std::move(message->data));
+                    else co_await ws.send(std::move(message->data));
                 }
             });
         }),

@@ -196,6 +196,69 @@ TEST_CASE("a coroutine handler that reads nothing stops the reading once the inb
     CHECK(r.ended);
 }
 
+TEST_CASE("a coroutine handler answers every message of one packet in order and may close in the middle of it") {
+    // The handler resumes once the read pass that brought the messages ends; whatever it does then (send,
+    // close) acts on the session at once.
+    session_run r;
+    std::vector<std::string> seen;
+    weir::websocket_handler handler = [&](weir::websocket_connection& ws) -> asio::awaitable<void> {
+        while (auto m = co_await ws.read()) {
+            seen.push_back(m->data);
+            if (m->data == "quit") {
+                co_await ws.close(weir::close_code::going_away, "bye");
+                break;
+            }
+            CHECK(co_await ws.send("echo " + m->data));
+        }
+    };
+    std::string frames;
+    for (auto* text : {"a", "b", "c", "quit", "unread"}) frames += client_frame(0x1, text);
+    asio::post(r.io, [&] { asio::write(r.sockets.client, asio::buffer(frames)); });
+    asio::steady_timer later(r.io, 200ms);
+    later.async_wait([&](asio::error_code) {
+        r.send(0x8, close_1000);
+        r.sockets.client.shutdown(asio::socket_base::shutdown_send);
+    });
+    r.run(weir::websocket(weir::websocket_handshake{"key", ""}, handler, {}), {}, 5000ms);
+    CHECK(seen == std::vector<std::string>{"a", "b", "c", "quit"});
+    REQUIRE(r.frames.size() == 4);
+    CHECK(r.frames[0].payload == "echo a");
+    CHECK(r.frames[1].payload == "echo b");
+    CHECK(r.frames[2].payload == "echo c");
+    CHECK(r.frames[3].opcode == 0x8);
+    CHECK(r.frames[3].payload == std::string("\x03\xe9", 2) + "bye"); // 1001
+    CHECK(r.ended);
+    CHECK(!r.error);
+    CHECK(r.connection_ended);
+}
+
+TEST_CASE("a coroutine handler that throws on a message closes the session with 1011 and done gets the error") {
+    session_run r;
+    int messages = 0;
+    weir::websocket_handler handler = [&](weir::websocket_connection& ws) -> asio::awaitable<void> {
+        while (auto m = co_await ws.read()) {
+            ++messages;
+            if (m->data == "b") throw std::runtime_error("handler failed");
+            co_await ws.send("echo " + m->data);
+        }
+    };
+    std::string frames = client_frame(0x1, "a") + client_frame(0x1, "b") + client_frame(0x1, "c");
+    asio::post(r.io, [&] { asio::write(r.sockets.client, asio::buffer(frames)); });
+    asio::steady_timer later(r.io, 200ms);
+    later.async_wait([&](asio::error_code) {
+        r.send(0x8, close_1000);
+        r.sockets.client.shutdown(asio::socket_base::shutdown_send);
+    });
+    r.run(weir::websocket(weir::websocket_handshake{"key", ""}, handler, {}), {}, 5000ms);
+    CHECK(messages == 2);
+    REQUIRE(r.frames.size() == 2);
+    CHECK(r.frames[0].payload == "echo a");
+    CHECK(r.frames[1].opcode == 0x8);
+    CHECK(r.frames[1].payload.substr(0, 2) == std::string("\x03\xf3", 2)); // 1011
+    CHECK(r.ended);
+    CHECK(r.error);
+}
+
 TEST_CASE("a started session lets go of what only its start needed, and the protocol object stays small") {
     // The connection keeps the committed pending<websocket> for as long as the session runs.
     CHECK(sizeof(weir::pending<weir::websocket>) <= 128);

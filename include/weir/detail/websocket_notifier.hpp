@@ -8,11 +8,15 @@
 #include <asio/associated_executor.hpp>
 #include <asio/async_result.hpp>
 #include <asio/cancellation_type.hpp>
+#include <asio/io_context.hpp>
 #include <asio/post.hpp>
 
 #include <algorithm>
+#include <cstddef>
 #include <cstdint>
 #include <memory>
+#include <new>
+#include <type_traits>
 #include <utility>
 #include <vector>
 
@@ -23,7 +27,10 @@ public:
     ws_notifier() = default;
     ws_notifier(const ws_notifier&) = delete;
     ws_notifier& operator=(const ws_notifier&) = delete;
-    ~ws_notifier() = default;
+    ~ws_notifier() {
+        waiters_.clear();
+        ::operator delete(spare_);
+    }
 
     // Completes (with no arguments) at the next notify_all(), or when the operation is cancelled.
     template <class Token>
@@ -32,8 +39,11 @@ public:
             [this](auto handler) {
                 using handler_type = decltype(handler);
                 auto slot = asio::get_associated_cancellation_slot(handler);
+                static_assert(alignof(waiter<handler_type>) <= __STDCPP_DEFAULT_NEW_ALIGNMENT__);
                 std::uint64_t id = ++last_id_;
-                waiters_.push_back(std::make_unique<waiter<handler_type>>(id, std::move(handler), slot));
+                void* block = take_block(sizeof(waiter<handler_type>));
+                waiters_.emplace_back(new (block) waiter<handler_type>(id, std::move(handler), slot),
+                                      releaser{this});
                 if (slot.is_connected()) slot.template emplace<canceller>(this, id);
             },
             token);
@@ -44,37 +54,73 @@ public:
         if (waiters_.empty()) return;
         // In place: a wake-up only posts, so nothing reaches this notifier meanwhile, and the list keeps its
         // storage (a session that waits once per message does not allocate a list per message).
-        for (auto& w : waiters_) w->wake(true);
+        for (auto& w : waiters_) w->wake(true, false);
         waiters_.clear();
+    }
+
+    // Wakes every waiter; a waiter whose executor is an io_context running in this thread resumes inside this
+    // call, as asio::dispatch would run it, others later through a post. For a caller that is at a point where
+    // the woken coroutine may act on the session at once (the end of a WebSocket session's read pass).
+    void notify_all_here() {
+        if (waiters_.empty()) return;
+        if (waking_now_) return notify_all();
+        // Swapped out: a coroutine resumed here may wait again at once.
+        waking_now_ = true;
+        waking_.swap(waiters_);
+        for (auto& w : waking_) w->wake(true, true);
+        waking_.clear();
+        waking_now_ = false;
     }
 
     bool has_waiters() const noexcept { return !waiters_.empty(); }
 
 private:
     struct waiter_base {
-        explicit waiter_base(std::uint64_t i) : id(i) {}
+        waiter_base(std::uint64_t i, std::size_t bytes) : id(i), size(bytes) {}
         virtual ~waiter_base() = default;
-        // `clear_slot` is false when called from the slot's own handler, which must not destroy itself.
-        virtual void wake(bool clear_slot) = 0;
+        // `clear_slot` is false when called from the slot's own handler, which must not destroy itself;
+        // `here`: resume inside this call if the waiter's executor runs in this thread.
+        virtual void wake(bool clear_slot, bool here) = 0;
         std::uint64_t id;
+        std::size_t size; // of its block
     };
 
     template <class Handler>
     struct waiter final : waiter_base {
         waiter(std::uint64_t i, Handler h, asio::cancellation_slot s)
-            : waiter_base(i), handler(std::move(h)), slot(s) {}
+            : waiter_base(i, sizeof(waiter)), handler(std::move(h)), slot(s) {}
         ~waiter() override {
             if (slot.is_connected()) slot.clear(); // never woken: its canceller must not outlive it
         }
-        void wake(bool clear_slot) override {
+        void wake(bool clear_slot, bool here) override {
             if (clear_slot && slot.is_connected()) slot.clear();
             slot = asio::cancellation_slot();
             auto ex = asio::get_associated_executor(handler);
-            asio::post(ex, std::move(handler));
+            if (here && running_in_this_thread(ex)) {
+                Handler h(std::move(handler));
+                std::move(h)();
+                return;
+            }
+            // Posted inside a plain function: asio::post of the handler itself would wrap it to track work on
+            // its executor, which is the one it is posted to, and dispatch it a second time (two queued
+            // operations and two allocations per wake-up instead of one).
+            asio::post(ex, [h = std::move(handler)]() mutable { std::move(h)(); });
         }
         Handler handler;
         asio::cancellation_slot slot;
     };
+
+    template <class Executor>
+    static bool running_in_this_thread(const Executor& ex) noexcept {
+        if constexpr (std::is_same_v<Executor, asio::io_context::executor_type>) {
+            return ex.running_in_this_thread();
+        } else if constexpr (requires { ex.template target<asio::io_context::executor_type>(); }) {
+            auto* io = ex.template target<asio::io_context::executor_type>();
+            return io && io->running_in_this_thread();
+        } else {
+            return false;
+        }
+    }
 
     struct canceller {
         // A constructor, not an aggregate: emplace constructs it with parentheses (clang 14 lacks P0960).
@@ -91,11 +137,34 @@ private:
         if (it == waiters_.end()) return;
         auto w = std::move(*it);
         waiters_.erase(it);
-        w->wake(false);
+        w->wake(false, false);
     }
 
-    std::vector<std::unique_ptr<waiter_base>> waiters_;
+    // A waiter's block goes back to the notifier, which keeps one: a coroutine that waits once per message
+    // then reuses it instead of allocating a waiter per message.
+    void* take_block(std::size_t size) {
+        if (spare_ && spare_size_ >= size) return std::exchange(spare_, nullptr);
+        return ::operator new(size);
+    }
+
+    struct releaser {
+        ws_notifier* self;
+        void operator()(waiter_base* w) const noexcept {
+            std::size_t size = w->size;
+            w->~waiter_base();
+            if (self->spare_ && self->spare_size_ >= size) return ::operator delete(w);
+            ::operator delete(self->spare_);
+            self->spare_ = w;
+            self->spare_size_ = size;
+        }
+    };
+
+    std::vector<std::unique_ptr<waiter_base, releaser>> waiters_;
+    std::vector<std::unique_ptr<waiter_base, releaser>> waking_; // notify_all_here()'s, kept for its storage
+    bool waking_now_ = false;
     std::uint64_t last_id_ = 0;
+    void* spare_ = nullptr;
+    std::size_t spare_size_ = 0;
 };
 
 } // namespace weir::detail

@@ -393,8 +393,15 @@ private:
         auto self = shared_from_this(); // a step may end the session and let its owner go
         advancing_ = true;
         do {
-            again_ = false;
-            step();
+            do {
+                again_ = false;
+                step();
+            } while (again_);
+            // A coroutine handler waiting in read() for the messages of this pass resumes here, after the pass
+            // (the loop's receive buffer is no longer in use): no post per message, and what it sends goes out
+            // in the pass's write below. What it does to the session (read() resuming the reading, close())
+            // sets again_.
+            if (std::exchange(wake_reader_, false)) co_->readable.notify_all_here();
         } while (again_);
         advancing_ = false;
         // What the pass's callbacks sent goes out now, in one write with whatever else is queued: no post, and
@@ -581,7 +588,8 @@ private:
             if (!handler_running_ || (close_queued_ && inbox_full())) break;
             co_->inbox_bytes += m.data.size();
             co_->inbox.push_back(std::move(m));
-            co_->readable.notify_all();
+            if (advancing_) wake_reader_ = true; // at the end of the pass
+            else co_->readable.notify_all();
             break;
         }
         case detail::ws_event::ping: {
@@ -1140,6 +1148,7 @@ private:
     bool ended_ = false;         // nothing more is read or written; the handler may still run
     bool completed_ = false;     // done_ was called
     bool advancing_ = false, again_ = false;
+    bool wake_reader_ = false; // messages came in this pass of advance(): a read() waiting resumes when it ends
     bool drained_ = false; // the last read found fewer bytes than it had room for
     bool room_wanted_ = false; // a coroutine's send() waits for room in the send queue
 };
