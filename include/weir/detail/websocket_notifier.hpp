@@ -62,14 +62,17 @@ public:
     // call, as asio::dispatch would run it, others later through a post. For a caller that is at a point where
     // the woken coroutine may act on the session at once (the end of a WebSocket session's read pass).
     void notify_all_here() {
-        if (waiters_.empty()) return;
-        if (waking_now_) return notify_all();
-        // Swapped out: a coroutine resumed here may wait again at once.
-        waking_now_ = true;
-        waking_.swap(waiters_);
-        for (auto& w : waking_) w->wake(true, true);
-        waking_.clear();
-        waking_now_ = false;
+        if (waiters_.size() == 1) {
+            // The usual case, one coroutine: taken out of the list, which keeps its storage for the coroutine
+            // to wait again at once while it runs here.
+            auto w = std::move(waiters_.back());
+            waiters_.pop_back();
+            w->wake(true, true);
+            return;
+        }
+        auto woken = std::move(waiters_);
+        waiters_.clear(); // moved from: now empty for those that wait again
+        for (auto& w : woken) w->wake(true, true);
     }
 
     bool has_waiters() const noexcept { return !waiters_.empty(); }
@@ -160,8 +163,6 @@ private:
     };
 
     std::vector<std::unique_ptr<waiter_base, releaser>> waiters_;
-    std::vector<std::unique_ptr<waiter_base, releaser>> waking_; // notify_all_here()'s, kept for its storage
-    bool waking_now_ = false;
     std::uint64_t last_id_ = 0;
     void* spare_ = nullptr;
     std::size_t spare_size_ = 0;
