@@ -54,7 +54,7 @@ public:
         if (waiters_.empty()) return;
         // In place: a wake-up only posts, so nothing reaches this notifier meanwhile, and the list keeps its
         // storage (a session that waits once per message does not allocate a list per message).
-        for (auto& w : waiters_) w->wake(true, false);
+        for (auto& w : waiters_) w.release()->wake(*this, true, false);
         waiters_.clear();
     }
 
@@ -64,15 +64,15 @@ public:
     void notify_all_here() {
         if (waiters_.size() == 1) {
             // The usual case, one coroutine: taken out of the list, which keeps its storage for the coroutine
-            // to wait again at once while it runs here.
-            auto w = std::move(waiters_.back());
+            // to wait again at once while it runs here (in the waiter's block, given back before it resumes).
+            waiter_base* w = waiters_.back().release();
             waiters_.pop_back();
-            w->wake(true, true);
+            w->wake(*this, true, true);
             return;
         }
         auto woken = std::move(waiters_);
         waiters_.clear(); // moved from: now empty for those that wait again
-        for (auto& w : woken) w->wake(true, true);
+        for (auto& w : woken) w.release()->wake(*this, true, true);
     }
 
     bool has_waiters() const noexcept { return !waiters_.empty(); }
@@ -81,9 +81,10 @@ private:
     struct waiter_base {
         waiter_base(std::uint64_t i, std::size_t bytes) : id(i), size(bytes) {}
         virtual ~waiter_base() = default;
-        // `clear_slot` is false when called from the slot's own handler, which must not destroy itself;
-        // `here`: resume inside this call if the waiter's executor runs in this thread.
-        virtual void wake(bool clear_slot, bool here) = 0;
+        // Gives the waiter's block back to `owner` (it is destroyed) and resumes its handler: inside this call
+        // if `here` and its executor runs in this thread, else through a post. `clear_slot` is false when
+        // called from the slot's own handler, which must not destroy itself.
+        virtual void wake(ws_notifier& owner, bool clear_slot, bool here) = 0;
         std::uint64_t id;
         std::size_t size; // of its block
     };
@@ -95,19 +96,17 @@ private:
         ~waiter() override {
             if (slot.is_connected()) slot.clear(); // never woken: its canceller must not outlive it
         }
-        void wake(bool clear_slot, bool here) override {
+        void wake(ws_notifier& owner, bool clear_slot, bool here) override {
             if (clear_slot && slot.is_connected()) slot.clear();
             slot = asio::cancellation_slot();
-            auto ex = asio::get_associated_executor(handler);
-            if (here && running_in_this_thread(ex)) {
-                Handler h(std::move(handler));
-                std::move(h)();
-                return;
-            }
+            Handler h(std::move(handler));
+            releaser{&owner}(this); // *this is gone
+            auto ex = asio::get_associated_executor(h);
+            if (here && running_in_this_thread(ex)) return std::move(h)();
             // Posted inside a plain function: asio::post of the handler itself would wrap it to track work on
             // its executor, which is the one it is posted to, and dispatch it a second time (two queued
             // operations and two allocations per wake-up instead of one).
-            asio::post(ex, [h = std::move(handler)]() mutable { std::move(h)(); });
+            asio::post(ex, [h = std::move(h)]() mutable { std::move(h)(); });
         }
         Handler handler;
         asio::cancellation_slot slot;
@@ -138,9 +137,9 @@ private:
     void cancel(std::uint64_t id) {
         auto it = std::find_if(waiters_.begin(), waiters_.end(), [id](auto& w) { return w->id == id; });
         if (it == waiters_.end()) return;
-        auto w = std::move(*it);
+        waiter_base* w = it->release();
         waiters_.erase(it);
-        w->wake(false, false);
+        w->wake(*this, false, false);
     }
 
     // A waiter's block goes back to the notifier, which keeps one: a coroutine that waits once per message
