@@ -90,6 +90,17 @@ struct session_run {
     void send(std::uint8_t opcode, std::string_view payload = {}) {
         asio::write(sockets.client, asio::buffer(client_frame(opcode, payload)));
     }
+
+    // The client sends its close (1000) and its FIN after `delay`, answering the server's close as a client does
+    // or starting the handshake itself.
+    void close_from_client_after(std::chrono::milliseconds delay) {
+        client_close.expires_after(delay);
+        client_close.async_wait([this](asio::error_code) {
+            send(0x8, close_1000);
+            sockets.client.shutdown(asio::socket_base::shutdown_send);
+        });
+    }
+    asio::steady_timer client_close{io};
 };
 
 weir::websocket with_callbacks(weir::websocket_callbacks callbacks, weir::websocket_options options = {}) {
@@ -114,11 +125,7 @@ TEST_CASE("a session driven by callbacks opens, answers each message in order an
     // (a close read with them would drop the answers still queued: RFC 6455 lets a closing side stop sending).
     std::string later = client_frame(0x1, "two") + client_frame(0x1, "three");
     asio::post(r.io, [&] { asio::write(r.sockets.client, asio::buffer(later)); });
-    asio::steady_timer at_last(r.io, 200ms);
-    at_last.async_wait([&](asio::error_code) {
-        r.send(0x8, close_1000);
-        r.sockets.client.shutdown(asio::socket_base::shutdown_send);
-    });
+    r.close_from_client_after(200ms);
     r.run(with_callbacks(cb), client_frame(0x1, "one"), 5000ms);
     CHECK(opened);
     CHECK(seen == std::vector<std::string>{"one", "two", "three"});
@@ -148,11 +155,7 @@ TEST_CASE("a callback that throws closes the session with 1011, no later callbac
     std::string frames = client_frame(0x1, "a") + client_frame(0x1, "b");
     asio::post(r.io, [&] { asio::write(r.sockets.client, asio::buffer(frames)); });
     // The client answers the server's close, as a client does.
-    asio::steady_timer later(r.io, 200ms);
-    later.async_wait([&](asio::error_code) {
-        r.send(0x8, close_1000);
-        r.sockets.client.shutdown(asio::socket_base::shutdown_send);
-    });
+    r.close_from_client_after(200ms);
     r.run(with_callbacks(cb), {}, 5000ms);
     CHECK(messages == 1);
     CHECK(!close_heard);
@@ -214,11 +217,7 @@ TEST_CASE("a coroutine handler answers every message of one packet in order and 
     std::string frames;
     for (auto* text : {"a", "b", "c", "quit", "unread"}) frames += client_frame(0x1, text);
     asio::post(r.io, [&] { asio::write(r.sockets.client, asio::buffer(frames)); });
-    asio::steady_timer later(r.io, 200ms);
-    later.async_wait([&](asio::error_code) {
-        r.send(0x8, close_1000);
-        r.sockets.client.shutdown(asio::socket_base::shutdown_send);
-    });
+    r.close_from_client_after(200ms);
     r.run(weir::websocket(weir::websocket_handshake{"key", ""}, handler, {}), {}, 5000ms);
     CHECK(seen == std::vector<std::string>{"a", "b", "c", "quit"});
     REQUIRE(r.frames.size() == 4);
@@ -244,11 +243,7 @@ TEST_CASE("a coroutine handler that throws on a message closes the session with 
     };
     std::string frames = client_frame(0x1, "a") + client_frame(0x1, "b") + client_frame(0x1, "c");
     asio::post(r.io, [&] { asio::write(r.sockets.client, asio::buffer(frames)); });
-    asio::steady_timer later(r.io, 200ms);
-    later.async_wait([&](asio::error_code) {
-        r.send(0x8, close_1000);
-        r.sockets.client.shutdown(asio::socket_base::shutdown_send);
-    });
+    r.close_from_client_after(200ms);
     r.run(weir::websocket(weir::websocket_handshake{"key", ""}, handler, {}), {}, 5000ms);
     CHECK(messages == 2);
     REQUIRE(r.frames.size() == 2);
@@ -304,11 +299,7 @@ TEST_CASE("a session keeps answering after its send queue went back to the loop 
         CHECK(r.frames.size() == 1); // answered, then quiet: the next answer takes a queue from the loop again
         r.send(0x1, "two");
     });
-    asio::steady_timer at_last(r.io, 300ms);
-    at_last.async_wait([&](asio::error_code) {
-        r.send(0x8, close_1000);
-        r.sockets.client.shutdown(asio::socket_base::shutdown_send);
-    });
+    r.close_from_client_after(300ms);
     r.run(with_callbacks(cb), client_frame(0x1, "one"), 5000ms);
     CHECK(seen == std::vector<std::string>{"one", "two"});
     REQUIRE(r.frames.size() == 3);
