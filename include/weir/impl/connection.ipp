@@ -369,8 +369,12 @@ WEIR_DECL void connection_core::release_idle_buffers() {
     give_back(out_, spare_out_buffers(), 0);
 }
 
+// Whether a string holds memory of its own: an empty std::string's capacity is its inline buffer's (15 bytes
+// with libstdc++), never 0.
+inline bool holds_storage(const std::string& b) noexcept { return b.capacity() > std::string().capacity(); }
+
 WEIR_DECL void connection_core::give_back(std::string& b, std::vector<std::string>& spare, std::size_t only_size) {
-    if (b.capacity() == 0) return;
+    if (!holds_storage(b)) return;
     if ((only_size == 0 ? b.capacity() <= max_kept_out : b.size() == only_size) &&
         spare.size() < max_spare_buffers) {
         // A read buffer keeps its size, so taking it back costs no zeroing of its bytes (which are never read
@@ -391,7 +395,7 @@ WEIR_DECL void connection_core::take_read_buffer() {
 }
 
 WEIR_DECL void connection_core::take_spare(std::string& b, std::vector<std::string>& spare) {
-    if (b.capacity() == 0 && !spare.empty()) {
+    if (b.empty() && !holds_storage(b) && !spare.empty()) {
         b.swap(spare.back());
         spare.pop_back();
     }
