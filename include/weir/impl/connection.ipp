@@ -153,6 +153,7 @@ private:
     std::string_view buffered() const noexcept { return {buffer_.data() + begin_, end_ - begin_}; }
     WEIR_DECL static std::vector<std::string>& spare_buffers();
     WEIR_DECL static std::vector<std::string>& spare_out_buffers();
+    WEIR_DECL static std::vector<request_field>& spare_request_fields();
     WEIR_DECL bool read_more();
     WEIR_DECL bool read_some();
     WEIR_DECL bool flush();
@@ -288,6 +289,15 @@ WEIR_DECL void connection_core::on_readable() {
     for (;;) {
         request_parser parser(options_.limits);
         http_request message;
+        // The fields' storage is the thread's, lent for this request: no allocation per request for it.
+        struct lent_fields {
+            http_request& message;
+            std::vector<request_field>& spare;
+            lent_fields(http_request& m, std::vector<request_field>& s) : message(m), spare(s) {
+                message.fields_.swap(spare);
+            }
+            ~lent_fields() { spare.swap(message.fields_); }
+        } lent(message, spare_request_fields());
         auto result = parser.parse(buffered(), message);
         if (result.state != parse_result::kind::complete) break;
         take_request(message);
@@ -488,6 +498,11 @@ WEIR_DECL std::vector<std::string>& connection_core::spare_buffers() {
 
 WEIR_DECL std::vector<std::string>& connection_core::spare_out_buffers() {
     thread_local std::vector<std::string> spare;
+    return spare;
+}
+
+WEIR_DECL std::vector<request_field>& connection_core::spare_request_fields() {
+    thread_local std::vector<request_field> spare;
     return spare;
 }
 
