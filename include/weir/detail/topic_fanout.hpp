@@ -76,6 +76,14 @@ public:
     virtual void queue(const topic_event& e) = 0;
     // Writes what was queued in this pass: one gathering write.
     virtual void flush() = 0;
+    // A pass that is one run of events (all of one topic): writes the live ones of [first, last) (id greater
+    // than `live_after`) now, without queueing them, if nothing else waits to be written. False if it did not,
+    // and the pass queues them and flushes instead.
+    virtual bool write_run(const loop_group::waiting_event* first, const loop_group::waiting_event* last,
+                           std::uint64_t live_after) {
+        (void)first, (void)last, (void)live_after;
+        return false;
+    }
 
 protected:
     // The topics registered, for a subscriber that reads their history.
@@ -348,6 +356,7 @@ private:
                 topic_subscriber& s = *members[at].subscriber;
                 // Copied: a subscriber that joins while this one queues may move the list.
                 const std::uint64_t live_after = members[at].live_after;
+                if (whole_pass && s.write_run(events.data() + i, events.data() + j, live_after)) continue;
                 bool queued = false;
                 for (std::size_t k = i; k < j; ++k) {
                     const topic_event& e = *events[k].event;
