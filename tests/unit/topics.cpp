@@ -522,7 +522,8 @@ struct trickle_layer final : weir::detail::secure_layer {
     }
     std::size_t write(const asio::const_buffer* buffers, std::size_t count, asio::error_code& ec) override {
         std::string bytes;
-        for (std::size_t i = 0; i < count; ++i) bytes.append(static_cast<const char*>(buffers[i].data()), buffers[i].size());
+        for (std::size_t i = 0; i < count; ++i)
+            bytes.append(static_cast<const char*>(buffers[i].data()), buffers[i].size());
         std::size_t offered = std::min(bytes.size(), limit);
         ssize_t n = ::send(fd, bytes.data(), offered, MSG_DONTWAIT | MSG_NOSIGNAL);
         if (n < 0) {

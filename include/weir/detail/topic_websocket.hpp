@@ -2,10 +2,12 @@
 
 // A WebSocket session's side of its topics. The session's send queue is its queue: an event is queued there
 // directly (the delivery pass runs on the session's loop), and the session writes a pass's events in one
-// gathering write. When that queue is full, the topics' policy decides: close the session, drop the event, or
-// (drop_oldest) hold events back here, in a byte-bounded backlog that drops its oldest events to make room, and
-// hand them to the session as its queue drains. The backlog belongs to the subscriber, not to the session, so
-// the session's own messages, pings and close are never dropped.
+// gathering write; a session with nothing waiting to be written takes a pass's frames in that write straight
+// from the events' shared bytes, and queues only what the socket did not take. When that queue is full, the
+// topics' policy decides: close the session, drop the event, or (drop_oldest) hold events back here, in a
+// byte-bounded backlog that drops its oldest events to make room, and hand them to the session as its queue
+// drains. The backlog belongs to the subscriber, not to the session, so the session's own messages, pings and
+// close are never dropped.
 
 #include <weir/topics/backend.hpp>
 #include <weir/topics/options.hpp>
@@ -38,6 +40,7 @@ public:
                                std::size_t backlog_bytes)
         : session_(&session), on_full_(on_full), backlog_limit_(backlog_bytes), retry_(&on_retry, this) {
         hot_ = {&session, &session.stream_, session.link_};
+        writes_runs_ = true;
     }
     websocket_topic_subscriber(const websocket_topic_subscriber&) = delete;
     websocket_topic_subscriber& operator=(const websocket_topic_subscriber&) = delete;
