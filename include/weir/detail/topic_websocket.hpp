@@ -11,6 +11,7 @@
 
 #include <weir/topics/backend.hpp>
 #include <weir/topics/options.hpp>
+#include <weir/transport.hpp>
 #include <weir/websocket/connection.hpp>
 #include <weir/detail/event_loop.hpp>
 #include <weir/detail/topic_fanout.hpp>
