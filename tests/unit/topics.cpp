@@ -15,6 +15,10 @@
 #include <asio/read.hpp>
 #include <asio/write.hpp>
 
+#include <sys/socket.h>
+
+#include <cerrno>
+
 #include <algorithm>
 #include <atomic>
 #include <chrono>
@@ -143,8 +147,9 @@ struct ws_client {
     }
 };
 
-ws_client open_ws(asio::io_context& io, weir::websocket_handler handler, weir::websocket_options options = {}) {
-    auto sockets = std::make_shared<socket_pair>(io);
+ws_client open_ws(asio::io_context& io, weir::websocket_handler handler, weir::websocket_options options = {},
+                  std::shared_ptr<socket_pair> sockets = nullptr) {
+    if (!sockets) sockets = std::make_shared<socket_pair>(io);
     auto link = std::make_shared<weir::upgraded_connection>(sockets->server, std::string());
     auto ws = std::make_shared<weir::websocket>(weir::websocket_handshake{"key", ""}, std::move(handler),
                                                 std::move(options));
@@ -494,6 +499,112 @@ TEST_CASE("drop_oldest: a WebSocket subscriber that stops reading keeps its sess
     CHECK(!ws.closed);
     CHECK(t.subscriber_count() == 1);
     end_sessions(io, t, {&ws});
+}
+
+namespace {
+
+// The server's end of a connection that takes at most `limit` bytes a write (what a socket whose buffer is
+// nearly full does), sent as they are.
+struct trickle_layer final : weir::detail::secure_layer {
+    explicit trickle_layer(std::size_t limit) : limit(limit) {}
+    int fd = -1;
+    std::size_t limit;
+    std::size_t partial_writes = 0; // writes that took less than they were offered
+
+    bool handshake(asio::error_code&) override { return true; }
+    std::size_t read(asio::mutable_buffer b, asio::error_code& ec) override {
+        ssize_t n = ::recv(fd, b.data(), b.size(), MSG_DONTWAIT);
+        if (n > 0) return std::size_t(n);
+        if (n == 0) ec = asio::error::eof;
+        else if (errno == EAGAIN || errno == EWOULDBLOCK) ec = asio::error::would_block;
+        else ec = asio::error_code(errno, asio::system_category());
+        return 0;
+    }
+    std::size_t write(const asio::const_buffer* buffers, std::size_t count, asio::error_code& ec) override {
+        std::string bytes;
+        for (std::size_t i = 0; i < count; ++i)
+            bytes.append(static_cast<const char*>(buffers[i].data()), buffers[i].size());
+        std::size_t offered = std::min(bytes.size(), limit);
+        ssize_t n = ::send(fd, bytes.data(), offered, MSG_DONTWAIT | MSG_NOSIGNAL);
+        if (n < 0) {
+            ec = errno == EAGAIN || errno == EWOULDBLOCK ? asio::error::would_block
+                                                         : asio::error_code(errno, asio::system_category());
+            return 0;
+        }
+        if (std::size_t(n) < bytes.size()) ++partial_writes;
+        return std::size_t(n);
+    }
+    bool has_buffered_input() const noexcept override { return false; }
+    bool has_backlog() const noexcept override { return false; }
+    bool send_backlog(asio::error_code&) override { return true; }
+    void shutdown() noexcept override {}
+    std::string_view application_protocol() const noexcept override { return {}; }
+    bool answered_plain_http() const noexcept override { return false; }
+};
+
+} // namespace
+
+TEST_CASE("a WebSocket subscriber whose socket takes only part of a pass's frames gets the rest after it, whole "
+          "and in order, with the passes that follow") {
+    asio::io_context io;
+    weir::topics t;
+    // Every write takes at most 1,000 bytes: each pass's one write (straight from the events' frames) is cut
+    // short, and what it did not write waits in the send queue, ahead of the next passes' events.
+    auto layer = std::make_unique<trickle_layer>(1000);
+    auto& trickle = *layer;
+    auto sockets = std::make_shared<socket_pair>(io, std::move(layer));
+    trickle.fd = sockets->server.lowest_layer().native_handle();
+    auto ws = open_ws(io, member_of(t, {"a"}), {}, sockets);
+    run_until(io, [&] { return t.subscriber_count() == 1; });
+    auto pump = [&] { io.restart(); io.run_for(1ms); };
+    std::vector<std::string> published;
+    for (int pass = 0; pass < 10; ++pass) {
+        for (int k = 0; k < 5 + pass; ++k) { // each a frame made by the publish (at most 1 KiB)
+            published.push_back(std::to_string(published.size()) + " " + std::string(300 + 10 * k, 'x'));
+            t.publish("a", published.back());
+        }
+        // The pass, and (on every other pass) the rest written before the next: so passes find the session
+        // both idle and still writing.
+        if (pass % 2 == 0) ws.read_for(30ms, pump);
+        else pump();
+    }
+    CHECK(t.subscriber_count() == 1);
+    for (int i = 0; i < 100 && ws.messages.size() < published.size(); ++i) ws.read_for(20ms, pump);
+    CHECK(trickle.partial_writes >= 5);
+    CHECK(ws.messages == published);
+    CHECK(ws.pending.empty());
+    // And a pass after the queue has drained is written at once again.
+    t.publish("a", "after");
+    ws.read_for(50ms, pump);
+    REQUIRE(!ws.messages.empty());
+    CHECK(ws.messages.back() == "after");
+    end_sessions(io, t, {&ws});
+}
+
+TEST_CASE("a pass larger than the send queue's bounds meets the slow-consumer policy even when the session's "
+          "socket could take it all") {
+    // The send queue's bounds count a pass's events as they are handed to an idle session, as they did when every
+    // event was queued before the write: with drop_message, what comes once 4 KiB wait is dropped.
+    asio::io_context io;
+    weir::topics t(weir::topics_options{.websocket_on_full = weir::websocket_subscriber_policy::drop_message});
+    weir::websocket_options o;
+    o.send_queue_bytes = 4096;
+    auto ws = open_ws(io, member_of(t, {"a"}), o);
+    run_until(io, [&] { return t.subscriber_count() == 1; });
+    for (int i = 0; i < 20; ++i) t.publish("a", std::to_string(i) + std::string(999, 'x')); // 1000-byte messages
+    auto pump = [&] { io.restart(); io.run_for(1ms); };
+    ws.read_for(100ms, pump);
+    REQUIRE(ws.messages.size() == 5); // queued with 0, 1000, 2000, 3000 and 4000 bytes waiting ahead
+    for (int i = 0; i < 5; ++i) CHECK(ws.messages[i] == std::to_string(i) + std::string(999, 'x'));
+    // The queue's message count bounds a pass the same way.
+    o.send_queue_bytes = 4 * 1024 * 1024;
+    o.send_queue_capacity = 3;
+    auto counted = open_ws(io, member_of(t, {"a"}), o);
+    run_until(io, [&] { return t.subscriber_count() == 2; });
+    for (int i = 0; i < 10; ++i) t.publish("a", "c" + std::to_string(i));
+    counted.read_for(100ms, pump);
+    CHECK(counted.messages == std::vector<std::string>{"c0", "c1", "c2"});
+    end_sessions(io, t, {&ws, &counted});
 }
 
 TEST_CASE("publishers on four threads reach SSE and WebSocket subscribers on four loops: every event once, in "

@@ -763,6 +763,32 @@ private:
         flush(true);
     }
 
+    // For a topics delivery pass that writes a run of publisher-made frames before queueing them (see
+    // websocket_topic_subscriber::write_run()): true while nothing waits to be written or is being written, so
+    // they go after everything sent before, and they go as they are (no compression).
+    bool writes_unqueued() const noexcept {
+        return !send_ && queued_count_ == 0 && !writing_ && !flush_posted_ && !close_queued_ && !finished_ &&
+               !aborted_ && !deflate_;
+    }
+
+    // Writes those frames' bytes (when writes_unqueued()); returns how many the socket took: 0 if it took none or
+    // the write failed (the pass then queues them and flushes as usual, which meets the same error or full socket).
+    template <class ConstBufferSequence>
+    std::size_t write_unqueued(const ConstBufferSequence& buffers) {
+        asio::error_code ec;
+        std::size_t n = stream_.write_some(buffers, ec);
+        if (ec) return 0;
+        if (link_) link_->count_written(n);
+        return n;
+    }
+
+    // The socket took only the first n bytes of those frames, which the pass has queued since: the rest goes as
+    // the socket drains, as if flush() had written them.
+    void unqueued_partly_written(std::size_t n) {
+        gather(); // the frames just queued, laid out as they were offered
+        wait_to_write_rest(n);
+    }
+
     bool enqueue(std::uint8_t opcode, websocket_payload payload, bool flush_soon = true) {
         if (close_queued_ || finished_) return false;
         // Compressed as it is queued, so messages take their context in the order they are sent, and the
@@ -834,15 +860,18 @@ private:
                 written();
                 continue;
             }
-            consume(n);
-            send_->write_left = send_->batch_bytes - n;
-            writing_ = true;
-            heard_while_writing_ = false;
-            if (limits_->idle_timeout.count() > 0)
-                timeout_deadline_.arm(loop_.deadlines(), limits_->idle_timeout);
-            wait_writable();
-            return;
+            return wait_to_write_rest(n);
         }
+    }
+
+    // A write took the first n bytes of the batch: the rest goes as the socket drains, within the write deadline.
+    void wait_to_write_rest(std::size_t n) {
+        consume(n);
+        send_->write_left = send_->batch_bytes - n;
+        writing_ = true;
+        heard_while_writing_ = false;
+        if (limits_->idle_timeout.count() > 0) timeout_deadline_.arm(loop_.deadlines(), limits_->idle_timeout);
+        wait_writable();
     }
 
     // The rest of a batch the socket did not take: written as the socket drains.
