@@ -33,9 +33,7 @@ class topic_membership {
 public:
     topic_membership(topic_membership&&) noexcept = default;
     topic_membership& operator=(topic_membership&&) = delete;
-    ~topic_membership() {
-        if (subscriber_) fanout_->remove_all(*subscriber_);
-    }
+    WEIR_DECL ~topic_membership();
 
     /// Joins a topic: events published to it from now on arrive. False if already joined.
     WEIR_DECL bool join(std::string_view topic);

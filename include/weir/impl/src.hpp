@@ -18,3 +18,5 @@
 #include <weir/impl/topic_sse.ipp>
 #include <weir/impl/topics.ipp>
 #include <weir/impl/websocket_connection.ipp>
+#include <weir/impl/websocket_deflate_negotiation.ipp>
+#include <weir/impl/websocket_handshake.ipp>

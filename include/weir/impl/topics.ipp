@@ -20,6 +20,10 @@ WEIR_DECL topic_membership::topic_membership(std::shared_ptr<detail::topic_fanou
                                                                        options.websocket_backlog_bytes)),
       executor_(session.get_executor()) {}
 
+WEIR_DECL topic_membership::~topic_membership() {
+    if (subscriber_) fanout_->remove_all(*subscriber_);
+}
+
 WEIR_DECL bool topic_membership::join(std::string_view topic) {
     if (!fanout_->add(*subscriber_, executor_, topic)) return false;
     fanout_->go_live(*subscriber_, fanout_->backend().last_id(topic), topic);

@@ -34,6 +34,8 @@ WEIR_DECL websocket_connection::websocket_connection(weir::transport& transport,
     if (!leftover.empty()) more().in = std::move(leftover);
 }
 
+WEIR_DECL websocket_connection::~websocket_connection() { unlink_senders(); }
+
 WEIR_DECL asio::awaitable<std::optional<websocket_message>> websocket_connection::read() {
     coroutine_state& co = coroutines();
     while (co.inbox.empty() && !read_done_) co_await co.readable.async_wait(asio::use_awaitable);

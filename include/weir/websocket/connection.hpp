@@ -161,7 +161,7 @@ public:
 
     websocket_connection(const websocket_connection&) = delete;
     websocket_connection& operator=(const websocket_connection&) = delete;
-    ~websocket_connection() { unlink_senders(); }
+    WEIR_DECL ~websocket_connection();
 
     /// The next message, or nothing once the session has closed (then close_status() says how).
     WEIR_DECL asio::awaitable<std::optional<websocket_message>> read();
