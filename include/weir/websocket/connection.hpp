@@ -270,6 +270,8 @@ private:
     };
 
     // The handshake agreed on permessage-deflate (called before run()). Without zlib no agreement is made.
+    // It stays in the header, as does its caller websocket::start: it is the session's one part that depends on
+    // WEIR_HAS_ZLIB, and what libweir.a compiles must not (docs/separate_compilation.md).
     void use_deflate([[maybe_unused]] const detail::ws_deflate_agreement& agreement,
                      [[maybe_unused]] const websocket_deflate_options& options) {
 #if defined(WEIR_HAS_ZLIB)
