@@ -690,7 +690,7 @@ def run_idle_scale():
 
 # --- compile time ----------------------------------------------------------------------------------------
 
-# (row, unit, extra compiler arguments). The separate-compilation row is hello's own command with
+# (row, unit, extra compiler arguments). A separate-compilation row is the unit's own command with
 # WEIR_SEPARATE_COMPILATION defined: the unit a program built against weir::separate compiles (src/weir.cpp,
 # compiled once per program, is not counted).
 COMPILE_UNITS = [
@@ -698,6 +698,7 @@ COMPILE_UNITS = [
     ("weir hello (examples/hello.cpp)", "examples/hello.cpp", []),
     ("weir hello, separate compilation", "examples/hello.cpp", ["-DWEIR_SEPARATE_COMPILATION=1"]),
     ("weir chat (examples/chat.cpp)", "examples/chat.cpp", []),
+    ("weir chat, separate compilation", "examples/chat.cpp", ["-DWEIR_SEPARATE_COMPILATION=1"]),
     ("Boost.Beast hello", "bench/peers/beast_plaintext.cpp", []),
     ("cpp-httplib hello", "bench/peers/httplib_plaintext.cpp", []),
     ("RESTinio hello", "bench/peers/restinio_plaintext.cpp", []),

@@ -5,6 +5,7 @@
 /// everything published since its last pass in one pass, with one gathering write per subscriber.
 
 #include <weir/reply.hpp>
+#include <weir/detail/config.hpp>
 #include <weir/sse/event.hpp>
 #include <weir/sse/stream.hpp>
 #include <weir/topics/backend.hpp>
@@ -32,29 +33,19 @@ class topic_membership {
 public:
     topic_membership(topic_membership&&) noexcept = default;
     topic_membership& operator=(topic_membership&&) = delete;
-    ~topic_membership() {
-        if (subscriber_) fanout_->remove_all(*subscriber_);
-    }
+    WEIR_DECL ~topic_membership();
 
     /// Joins a topic: events published to it from now on arrive. False if already joined.
-    bool join(std::string_view topic) {
-        if (!fanout_->add(*subscriber_, executor_, topic)) return false;
-        fanout_->go_live(*subscriber_, fanout_->backend().last_id(topic), topic);
-        return true;
-    }
+    WEIR_DECL bool join(std::string_view topic);
 
     /// Leaves a topic: nothing more from it arrives (events it already queued still go out). False if not
     /// joined.
-    bool leave(std::string_view topic) { return fanout_->remove(*subscriber_, topic); }
+    WEIR_DECL bool leave(std::string_view topic);
 
 private:
     friend class topics;
-    topic_membership(std::shared_ptr<detail::topic_fanout> fanout, websocket_connection& session,
-                     const topics_options& options)
-        : fanout_(std::move(fanout)),
-          subscriber_(std::make_unique<detail::websocket_topic_subscriber>(session, options.websocket_on_full,
-                                                                           options.websocket_backlog_bytes)),
-          executor_(session.get_executor()) {}
+    WEIR_DECL topic_membership(std::shared_ptr<detail::topic_fanout> fanout, websocket_connection& session,
+                               const topics_options& options);
 
     std::shared_ptr<detail::topic_fanout> fanout_;
     std::unique_ptr<detail::websocket_topic_subscriber> subscriber_;
@@ -72,13 +63,7 @@ private:
 ///     chat.publish("lobby", "hello");
 class topics {
 public:
-    explicit topics(topics_options options = {})
-        : options_(std::make_shared<const topics_options>(std::move(options))) {
-        auto backend = options_->backend ? options_->backend
-                                         : std::make_shared<in_process_topic_backend>(options_->history);
-        fanout_ = std::make_shared<detail::topic_fanout>(std::move(backend));
-        fanout_->connect();
-    }
+    WEIR_DECL explicit topics(topics_options options = {});
 
     /// Publishes `data` to a topic (an SSE event of type "message", a WebSocket text message); returns its id.
     std::uint64_t publish(std::string_view topic, std::string data) {
@@ -113,11 +98,8 @@ public:
     /// Subscribes a WebSocket session to `names` (call it from the session's handler, on its thread); the
     /// session must be owned by a shared_ptr, as the server's are. Keep the membership for as long as the
     /// session should receive events.
-    topic_membership join(websocket_connection& session, std::initializer_list<std::string_view> names = {}) const {
-        topic_membership m(fanout_, session, *options_);
-        for (auto n : names) m.join(n);
-        return m;
-    }
+    WEIR_DECL topic_membership join(websocket_connection& session,
+                                    std::initializer_list<std::string_view> names = {}) const;
 
     /// Subscribes a WebSocket session to one topic.
     topic_membership join(websocket_connection& session, std::string_view name) const { return join(session, {name}); }
@@ -138,3 +120,7 @@ private:
 };
 
 } // namespace weir
+
+#if !defined(WEIR_SEPARATE_COMPILATION)
+#include <weir/impl/topics.ipp>
+#endif

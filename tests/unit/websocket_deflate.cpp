@@ -1,20 +1,30 @@
-// permessage-deflate without sockets: the negotiation answers (RFC 7692 section 7), and the codec in the frame
-// reader, fed whole and byte by byte.
+// permessage-deflate: the negotiation answers (RFC 7692 section 7), the codec in the frame reader, fed whole and
+// byte by byte, and a session that agreed on it, over a socket pair.
 
 #include <weir/detail/websocket_deflate_negotiation.hpp>
 #include <weir/detail/websocket_frame.hpp>
 
 #if defined(WEIR_HAS_ZLIB)
 #include <weir/detail/websocket_deflate.hpp>
+#include <weir/websocket.hpp>
+
+#include "socket_pair.hpp"
+
+#include <asio/io_context.hpp>
+#include <asio/write.hpp>
 #endif
 
 #include <doctest/doctest.h>
 
+#include <chrono>
 #include <cstdint>
+#include <exception>
+#include <functional>
 #include <memory>
 #include <optional>
 #include <random>
 #include <string>
+#include <utility>
 #include <vector>
 
 namespace {
@@ -304,4 +314,82 @@ TEST_CASE("permessage-deflate: a message shared by many sessions is compressed o
     CHECK(out == *message);
 }
 
+// Also run against weir::separate, whose library is compiled without zlib: the session it compiles must still
+// inflate and compress when the program's handshake agreed on the extension.
+TEST_CASE("permessage-deflate: a session that agreed inflates what it reads and compresses what it sends") {
+    asio::io_context io;
+    socket_pair sockets(io);
+    weir::websocket_options options;
+    options.deflate.enabled = true;
+    options.deflate.threshold = 16;
+    auto agreement = ws_negotiate_deflate("permessage-deflate", options.deflate);
+    REQUIRE(agreement);
+    const std::string message = text_of(3000, 11);
+    std::vector<std::string> seen;
+    weir::websocket_callbacks cb;
+    cb.on_message = [&](weir::websocket_connection& ws, weir::websocket_message m) {
+        CHECK(ws.permessage_deflate());
+        seen.push_back(m.data);
+        CHECK(ws.try_send(std::move(m.data)));
+    };
+    auto link = std::make_shared<weir::upgraded_connection>(sockets.server, std::string());
+    auto protocol = std::make_shared<weir::websocket>(weir::websocket_handshake{"key", "", agreement},
+                                                      std::move(cb), options);
+    bool ended = false;
+    protocol->start(*link, [&](std::exception_ptr) {
+        ended = true;
+        sockets.server.close(); // as the connection does once the session ended
+    });
+    weir::detail::ws_deflater client_deflater({6, 15, 8}, true);
+    asio::write(sockets.client, asio::buffer(client_frame(0x1, client_deflater.compress(message), true, true)));
+
+    // The server's frames (unmasked): the answer, then its close. Once the answer is in, the client closes.
+    std::string received;
+    std::vector<std::pair<unsigned char, std::string>> frames; // first byte, payload
+    char buffer[4096];
+    std::function<void()> read = [&] {
+        sockets.client.async_read_some(asio::buffer(buffer), [&](asio::error_code ec, std::size_t n) {
+            if (ec) return;
+            received.append(buffer, n);
+            for (;;) {
+                if (received.size() < 2) break;
+                std::size_t size = static_cast<unsigned char>(received[1]) & 0x7f, at = 2;
+                if (size == 126) {
+                    if (received.size() < 4) break;
+                    size = (std::size_t(static_cast<unsigned char>(received[2])) << 8) |
+                           static_cast<unsigned char>(received[3]);
+                    at = 4;
+                }
+                if (size == 127) { // the answer is compressed: never a 64-bit length
+                    FAIL_CHECK("a frame longer than 64 KiB");
+                    return;
+                }
+                if (received.size() < at + size) break;
+                frames.emplace_back(static_cast<unsigned char>(received[0]), received.substr(at, size));
+                received.erase(0, at + size);
+                if (frames.size() == 1) {
+                    asio::write(sockets.client, asio::buffer(client_frame(0x8, "\x03\xe8", true, false)));
+                    sockets.client.shutdown(asio::socket_base::shutdown_send);
+                }
+            }
+            read();
+        });
+    };
+    read();
+    io.run_for(std::chrono::seconds(5));
+
+    CHECK(seen == std::vector<std::string>{message});
+    REQUIRE(frames.size() == 2);
+    CHECK(frames[0].first == 0xC1); // FIN, RSV1 (compressed), text
+    CHECK(frames[0].second.size() < message.size());
+    weir::detail::ws_inflater inflater(15, true);
+    std::string inflated;
+    CHECK(inflater.inflate(frames[0].second.data(), frames[0].second.size(), true, inflated, 1 << 20) ==
+          weir::detail::ws_message_inflater::result::ok);
+    CHECK(inflated == message);
+    CHECK(frames[1].first == 0x88); // the close, answered
+    CHECK(ended);
+}
+
 #endif
+

@@ -6,6 +6,7 @@
 // the field. The answer never grants more than the offer asked for.
 
 #include <weir/detail/chars.hpp>
+#include <weir/detail/config.hpp>
 #include <weir/detail/websocket_frame.hpp>
 #include <weir/websocket/options.hpp>
 
@@ -138,53 +139,8 @@ inline std::optional<ws_deflate_agreement> answer(const std::vector<param>& para
 
 // The first permessage-deflate offer in one Sec-WebSocket-Extensions field that the server accepts, and its
 // answer; nullopt if there is none (or the field breaks the grammar before one is found).
-inline std::optional<ws_deflate_agreement> ws_negotiate_deflate(std::string_view field,
-                                                                const websocket_deflate_options& options) {
-    ws_ext::cursor c{field};
-    std::vector<ws_ext::param> params;
-    for (;;) {
-        // Empty list elements (", ,") are allowed (RFC 9110 5.6.1).
-        c.skip_ows();
-        while (!c.done() && c.peek() == ',') {
-            ++c.i;
-            c.skip_ows();
-        }
-        if (c.done()) return std::nullopt;
-        auto name = c.token();
-        if (name.empty()) return std::nullopt;
-        params.clear();
-        c.skip_ows();
-        while (!c.done() && c.peek() == ';') {
-            ++c.i;
-            c.skip_ows();
-            ws_ext::param p;
-            p.name = c.token();
-            if (p.name.empty()) return std::nullopt;
-            c.skip_ows();
-            if (!c.done() && c.peek() == '=') {
-                ++c.i;
-                c.skip_ows();
-                p.has_value = true;
-                if (!c.done() && c.peek() == '"') {
-                    auto q = c.quoted();
-                    if (!q) return std::nullopt;
-                    p.value = std::move(*q);
-                    // The unquoted value must itself be a token (RFC 6455 section 9.1).
-                    if (p.value.empty() || !std::all_of(p.value.begin(), p.value.end(), ws_ext::is_tchar))
-                        p.value = "\x01"; // fails every check below: the offer is declined
-                } else {
-                    p.value = std::string(c.token());
-                    if (p.value.empty()) return std::nullopt;
-                }
-                c.skip_ows();
-            }
-            params.push_back(std::move(p));
-        }
-        if (!c.done() && c.peek() != ',') return std::nullopt;
-        if (iequals(name, "permessage-deflate"))
-            if (auto a = ws_ext::answer(params, options)) return a;
-    }
-}
+WEIR_DECL std::optional<ws_deflate_agreement> ws_negotiate_deflate(std::string_view field,
+                                                                   const websocket_deflate_options& options);
 
 } // namespace weir::detail
 
@@ -206,3 +162,7 @@ public:
 };
 
 } // namespace weir::detail
+
+#if !defined(WEIR_SEPARATE_COMPILATION)
+#include <weir/impl/websocket_deflate_negotiation.ipp>
+#endif

@@ -13,3 +13,10 @@
 #include <weir/impl/headers.ipp>
 #include <weir/impl/serialize.ipp>
 #include <weir/impl/server.ipp>
+#include <weir/impl/sse_stream.ipp>
+#include <weir/impl/topic_fanout.ipp>
+#include <weir/impl/topic_sse.ipp>
+#include <weir/impl/topics.ipp>
+#include <weir/impl/websocket_connection.ipp>
+#include <weir/impl/websocket_deflate_negotiation.ipp>
+#include <weir/impl/websocket_handshake.ipp>

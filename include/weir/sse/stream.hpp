@@ -5,6 +5,7 @@
 #include <weir/sse/event.hpp>
 #include <weir/transport.hpp>
 #include <weir/upgrade.hpp>
+#include <weir/detail/config.hpp>
 #include <weir/detail/event_loop.hpp>
 
 #include <asio/awaitable.hpp>
@@ -175,33 +176,16 @@ public:
             }
             arm_heartbeat();
         } else {
-            // The socket is full: the write deadline runs until what is queued now has been written.
-            if (!writing_late_ || owed_ == 0) {
-                writing_late_ = true;
-                owed_ = pending_bytes_;
-                if (options_->write_timeout.count() > 0) deadline_.arm(sweep(), options_->write_timeout);
-                else deadline_.cancel();
-            }
-            waiting_writable_ = true;
-            connection_->transport().async_wait_writable([self = shared_from_this()](const asio::error_code& ec) {
-                self->waiting_writable_ = false;
-                if (ec || self->closed_) return;
-                self->flush();
-                if (self->attachment_ && !self->closed_) self->attachment_->on_room();
-            });
+            wait_writable();
         }
         if (freed) wake_room();
     }
 
     // Waits until n bytes fit or the stream closed.
-    asio::awaitable<void> wait_for_room(std::size_t n = 1) {
-        while (!closed_ && !fits(n)) co_await wait_room();
-    }
+    WEIR_DECL asio::awaitable<void> wait_for_room(std::size_t n = 1);
 
     // Waits until at most half the queue's bounds are used, or the stream closed.
-    asio::awaitable<void> wait_for_half_empty() {
-        while (!closed_ && !half_empty()) co_await wait_room();
-    }
+    WEIR_DECL asio::awaitable<void> wait_for_half_empty();
 
     // Ends the stream once what is queued has been written.
     void finish() {
@@ -256,6 +240,11 @@ private:
         return connection_->transport().write_some(std::span<const asio::const_buffer>(buffers.data(), count), ec);
     }
 
+    // The socket is full: the write deadline runs until what is queued now has been written, and flush() goes on
+    // once the socket is writable. Out of flush() so that a write the socket takes whole (the delivery pass's
+    // usual case) inlines none of the wait.
+    WEIR_DECL void wait_writable();
+
     void consume(std::size_t n) {
         if (connection_) connection_->count_written(n);
         owed_ -= std::min(owed_, n);
@@ -288,18 +277,9 @@ private:
 
     // The loop's sweep found the deadline passed: a write that took too long closes the stream (the client
     // stopped reading); a quiet stream sends a heartbeat.
-    static void on_deadline(void* context) {
-        auto& self = *static_cast<sse_channel*>(context);
-        if (self.closed_) return;
-        if (self.writing_late_) self.abort();
-        else if (self.queued() == 0 && !self.ending_) self.push(heartbeat());
-    }
+    static WEIR_DECL void on_deadline(void* context);
 
-    asio::awaitable<void> wait_room() {
-        if (!producer_) producer_ = std::make_unique<sse_producer_state>(io());
-        asio::error_code ec;
-        co_await producer_->room.async_wait(asio::redirect_error(asio::use_awaitable, ec));
-    }
+    WEIR_DECL asio::awaitable<void> wait_room();
 
     void wake_room() {
         if (producer_) producer_->room.cancel();
@@ -308,62 +288,15 @@ private:
     // The session. Clients send nothing on an event stream: what arrives is read into the loop's buffer and
     // dropped. The wait ends when the client leaves or the channel aborts (which cancels it). It is allocated
     // at its own size (own_size_allocator): it is what an idle stream waits in.
-    void watch_client() {
-        if (!is_open()) { // ended already (a shutdown that came first, a failed write)
-            end_session();
-            return;
-        }
-        connection_->transport().async_wait_readable(
-            asio::bind_allocator(own_size_allocator<>(), [self = shared_from_this()](asio::error_code ec) {
-                if (!ec && self->is_open()) {
-                    auto buffer = self->loop_->receive_buffer();
-                    self->connection_->transport().read_some(asio::buffer(buffer.data(), buffer.size()), ec);
-                    if (!ec || ec == asio::error::would_block) {
-                        self->watch_client();
-                        return;
-                    }
-                }
-                self->end_session();
-            }));
-    }
+    WEIR_DECL void watch_client();
 
-    void end_session() {
-        abort();
-        if (producer_ && producer_->running) {
-            // The producer was cancelled: it ends at its next wait, and the stream with it.
-            producer_->after = [self = shared_from_this()] { self->finish_session(); };
-            return;
-        }
-        finish_session();
-    }
+    WEIR_DECL void end_session();
 
     // Called once the session is over: the connection closes the socket next, so nothing here may touch it
     // again, and an attachment (a hub's subscription) is released now.
-    void finish_session() {
-        auto error = producer_ ? producer_->error : nullptr;
-        auto& connection = *connection_;
-        connection_ = nullptr;
-        std::vector<bytes>().swap(queue_);
-        head_ = 0;
-        offset_ = 0;
-        pending_bytes_ = 0;
-        attachment_.reset();
-        connection.on_shutdown({});
-        connection.transport().shutdown_send();
-        auto done = std::move(done_);
-        done(std::move(error));
-    }
+    WEIR_DECL void finish_session();
 
-    void producer_ended(std::exception_ptr e) {
-        producer_->running = false;
-        if (e && !closed_) {
-            producer_->error = e; // the producer failed on its own: the session reports it
-            abort();
-        } else if (!e) {
-            finish();
-        }
-        if (auto then = std::move(producer_->after)) then();
-    }
+    WEIR_DECL void producer_ended(std::exception_ptr e);
 
     static bytes heartbeat() {
         static const bytes beat = std::make_shared<const std::string>(":\n\n");
@@ -399,22 +332,13 @@ public:
 
     /// Sends an event; waits while the stream's queue is full. Returns false once the client is gone (the
     /// producer should return). Throws std::invalid_argument for an event that cannot be encoded safely.
-    asio::awaitable<bool> send(const sse_event& event) {
-        co_return co_await send_encoded(std::make_shared<const std::string>(encode(event)));
-    }
+    WEIR_DECL asio::awaitable<bool> send(const sse_event& event);
 
     /// Sends already encoded bytes (one or more whole events), shared with other streams.
-    asio::awaitable<bool> send_encoded(std::shared_ptr<const std::string> bytes) {
-        co_await channel_->wait_for_room(bytes->size());
-        co_return channel_->push(std::move(bytes));
-    }
+    WEIR_DECL asio::awaitable<bool> send_encoded(std::shared_ptr<const std::string> bytes);
 
     /// Sends a comment line (clients ignore it).
-    asio::awaitable<bool> send_comment(std::string_view text) {
-        sse_event e;
-        e.comment = std::string(text);
-        co_return co_await send(e);
-    }
+    WEIR_DECL asio::awaitable<bool> send_comment(std::string_view text);
 
     /// True until the client goes away or the stream is closed.
     bool is_open() const noexcept { return channel_->is_open(); }
@@ -480,22 +404,7 @@ public:
     // kept for an idle stream (see weir::callback_protocol); a producer runs as a coroutine of its own,
     // cancelled when the stream ends. Once started, this object keeps nothing: what the session needs is its
     // channel, owned by its pending wait (and by the producer, if any).
-    void start(upgraded_connection& connection, upgrade_done done) {
-        auto s = std::move(setup_);
-        auto channel = std::make_shared<detail::sse_channel>(connection, std::move(s->options), std::move(done));
-        // The channel outlives this registration: the session clears it before it calls `done`.
-        connection.on_shutdown([c = channel.get()] { c->finish(); });
-        if (auto retry = channel->options_->retry) {
-            sse_event e;
-            e.retry = retry;
-            channel->push(std::make_shared<const std::string>(encode(e)), false);
-        }
-        channel->flush(); // writes the retry field, or arms the first heartbeat
-        if (s->subscription) s->subscription(channel, s->last_event_id);
-        if (s->producer) start_producer(channel, std::move(s->producer), std::move(s->last_event_id));
-        s.reset(); // the request's Last-Event-ID and the subscription's closure are not kept while idle
-        channel->watch_client();
-    }
+    WEIR_DECL void start(upgraded_connection& connection, upgrade_done done);
 
     // The same session as a coroutine: waits until start()'s session has ended.
     asio::awaitable<void> run(upgraded_connection& connection) {
@@ -524,22 +433,12 @@ private:
         return defaults;
     }
 
-    static void start_producer(const std::shared_ptr<detail::sse_channel>& channel, sse_producer producer,
-                               std::string last_event_id) {
-        auto& state = *(channel->producer_ = std::make_unique<detail::sse_producer_state>(channel->io()));
-        state.running = true;
-        asio::co_spawn(channel->get_executor(), produce(channel, std::move(producer), std::move(last_event_id)),
-                       asio::bind_cancellation_slot(state.cancel.slot(), [channel](std::exception_ptr e) {
-                           channel->producer_ended(std::move(e));
-                       }));
-    }
+    static WEIR_DECL void start_producer(const std::shared_ptr<detail::sse_channel>& channel, sse_producer producer,
+                                         std::string last_event_id);
 
     // Owns what the producer uses (its closure, its stream), so it may outlive the session by a wait.
-    static asio::awaitable<void> produce(std::shared_ptr<detail::sse_channel> channel, sse_producer producer,
-                                         std::string last_event_id) {
-        sse_stream stream(std::move(channel), std::move(last_event_id));
-        co_await producer(stream);
-    }
+    static WEIR_DECL asio::awaitable<void> produce(std::shared_ptr<detail::sse_channel> channel,
+                                                   sse_producer producer, std::string last_event_id);
 
     std::unique_ptr<setup> setup_;
 };
@@ -561,3 +460,7 @@ pending<sse> event_stream(const Request& req, sse_producer producer, sse_options
 }
 
 } // namespace weir
+
+#if !defined(WEIR_SEPARATE_COMPILATION)
+#include <weir/impl/sse_stream.ipp>
+#endif

@@ -1,5 +1,6 @@
 #pragma once
 
+#include <weir/detail/config.hpp>
 #include <weir/detail/event_loop.hpp>
 #include <weir/detail/utf8.hpp>
 #include <weir/detail/websocket_deflate_negotiation.hpp>
@@ -133,7 +134,7 @@ public:
         return post(binary ? detail::ws_binary : detail::ws_text, std::move(payload));
     }
     /// Starts the closing handshake; false if the session is gone.
-    bool close(close_code code = close_code::normal, std::string reason = {});
+    WEIR_DECL bool close(close_code code = close_code::normal, std::string reason = {});
     /// True while the session runs (it may be closing).
     bool alive() const {
         std::lock_guard lock(link_->mutex);
@@ -143,7 +144,7 @@ public:
 private:
     friend class websocket_connection;
     explicit websocket_sender(std::shared_ptr<detail::ws_sender_link> link) : link_(std::move(link)) {}
-    bool post(std::uint8_t opcode, websocket_payload payload);
+    WEIR_DECL bool post(std::uint8_t opcode, websocket_payload payload);
 
     std::shared_ptr<detail::ws_sender_link> link_;
 };
@@ -155,30 +156,15 @@ class websocket_connection : public std::enable_shared_from_this<websocket_conne
 public:
     /// A session on an upgraded socket; `leftover` holds bytes that arrived after the handshake. The server
     /// makes these (weir::websocket); tests may too.
-    websocket_connection(weir::transport& transport, const websocket_options& options, std::string subprotocol = {},
-                         std::string leftover = {})
-        : stream_(transport), reader_(options.max_message_size),
-          loop_(detail::event_loop::of(stream_.get_executor().context())) {
-        limits_ = detail::ws_limits_table::of(loop_).get(options);
-        if (!subprotocol.empty()) more().subprotocol = std::move(subprotocol);
-        if (!leftover.empty()) more().in = std::move(leftover);
-    }
+    WEIR_DECL websocket_connection(weir::transport& transport, const websocket_options& options,
+                                   std::string subprotocol = {}, std::string leftover = {});
 
     websocket_connection(const websocket_connection&) = delete;
     websocket_connection& operator=(const websocket_connection&) = delete;
-    ~websocket_connection() { unlink_senders(); }
+    WEIR_DECL ~websocket_connection();
 
     /// The next message, or nothing once the session has closed (then close_status() says how).
-    asio::awaitable<std::optional<websocket_message>> read() {
-        coroutine_state& co = coroutines();
-        while (co.inbox.empty() && !read_done_) co_await co.readable.async_wait(asio::use_awaitable);
-        if (co.inbox.empty()) co_return std::nullopt;
-        std::optional<websocket_message> m(std::move(co.inbox.front()));
-        co.inbox.pop_front();
-        co.inbox_bytes -= m->data.size();
-        resume_reading(); // the frame reader may wait for room
-        co_return m;
-    }
+    WEIR_DECL asio::awaitable<std::optional<websocket_message>> read();
 
     /// Sends a text message (valid UTF-8 is the sender's duty); waits while the send queue is full.
     /// False once the session is closing.
@@ -204,24 +190,10 @@ public:
     /// peer answered, or close_timeout passed. 1005 (no_status_received) sends a close without a code;
     /// codes that may never be sent (1004, 1006, 1015, 1016-2999, 5000 and up) are sent as 1011. A reason
     /// is cut to 123 bytes at a character boundary, and left out if it is not UTF-8.
-    asio::awaitable<void> close(close_code code = close_code::normal, std::string_view reason = {}) {
-        begin_close(code, reason);
-        while (!finished_) co_await coroutines().readable.async_wait(asio::use_awaitable);
-    }
+    WEIR_DECL asio::awaitable<void> close(close_code code = close_code::normal, std::string_view reason = {});
 
     /// A handle to send from other threads (the session must be owned by a shared_ptr, as the server's are).
-    std::shared_ptr<websocket_sender> sender() {
-        auto& link = more().sender_link;
-        if (!link) {
-            link = std::make_shared<detail::ws_sender_link>();
-            link->session = weak_from_this();
-            link->executor = stream_.get_executor();
-            link->budget = limits_->send_queue_bytes;
-            link->on_full = limits_->on_full;
-            if (finished_) link->open = false;
-        }
-        return std::shared_ptr<websocket_sender>(new websocket_sender(link));
-    }
+    WEIR_DECL std::shared_ptr<websocket_sender> sender();
 
     /// The subprotocol chosen in the handshake, or "".
     const std::string& subprotocol() const noexcept {
@@ -298,6 +270,8 @@ private:
     };
 
     // The handshake agreed on permessage-deflate (called before run()). Without zlib no agreement is made.
+    // It stays in the header, as does its caller websocket::start: it is the session's one part that depends on
+    // WEIR_HAS_ZLIB, and what libweir.a compiles must not (docs/separate_compilation.md).
     void use_deflate([[maybe_unused]] const detail::ws_deflate_agreement& agreement,
                      [[maybe_unused]] const websocket_deflate_options& options) {
 #if defined(WEIR_HAS_ZLIB)
@@ -319,53 +293,10 @@ private:
     // from here), frames are read as the socket becomes readable, and `done` runs once when the session has
     // ended and its handler has returned. Nothing else waits: an idle session is this object and one
     // readiness wait (plus its handler's coroutine, if it has one).
-    void start(websocket_handler handler, std::shared_ptr<const websocket_callbacks> callbacks,
-               upgraded_connection* link, upgrade_done done) {
-        auto self = shared_from_this();
-        link_ = link;
-        done_ = std::move(done);
-        heard();
-        if (handler) {
-            coroutine_state& co = coroutines();
-            co.handler = std::move(handler); // a capturing coroutine lambda needs its object while it runs
-            handler_running_ = true;
-            asio::co_spawn(stream_.get_executor(), co.handler(*this),
-                           asio::bind_cancellation_slot(co.cancel.slot(), [self](std::exception_ptr e) {
-                               self->handler_finished(std::move(e));
-                           }));
-        } else if (callbacks) {
-            callbacks_ = std::move(callbacks);
-            if (callbacks_->on_open) call_back([&] { callbacks_->on_open(*this); });
-        } else {
-            begin_close(close_code::normal, {});
-        }
-        advance();
-    }
+    WEIR_DECL void start(websocket_handler handler, std::shared_ptr<const websocket_callbacks> callbacks,
+                         upgraded_connection* link, upgrade_done done);
 
-    void handler_finished(std::exception_ptr e) {
-        handler_running_ = false;
-        if (co_) {
-            co_->inbox.release();
-            co_->inbox_bytes = 0;
-        }
-        if (e) {
-            bool cancelled = false;
-            try {
-                std::rethrow_exception(e);
-            } catch (const std::system_error& error) {
-                cancelled = error.code() == asio::error::operation_aborted;
-            } catch (...) {
-            }
-            if (!(cancelled && finished_)) {
-                more().handler_error = e;
-                begin_close(close_code::internal_error, {});
-            }
-        } else {
-            begin_close(close_code::normal, {});
-        }
-        if (ended_) complete();
-        else resume_reading();
-    }
+    WEIR_DECL void handler_finished(std::exception_ptr e);
 
     // Runs one of the websocket_callbacks. One that throws ends the callbacks (as it would end the coroutine
     // that calls them) and closes the session with 1011.
@@ -385,180 +316,36 @@ private:
     // too (closing with unread bytes would reset the connection, which can destroy the close frame before the
     // peer read it); then ends. Whatever can change where it stands (readability, a write done, room in the
     // inbox, an abort) calls this; a call made while it runs is folded into that run.
-    void advance() {
-        if (advancing_) {
-            again_ = true;
-            return;
-        }
-        auto self = shared_from_this(); // a step may end the session and let its owner go
-        advancing_ = true;
-        do {
-            do {
-                again_ = false;
-                step();
-            } while (again_);
-            // A coroutine handler waiting in read() for the messages of this pass resumes here, after the pass
-            // (the loop's receive buffer is no longer in use): no post per message, and what it sends goes out
-            // in the pass's write below. What it does to the session (read() resuming the reading, close())
-            // sets again_.
-            if (std::exchange(wake_reader_, false)) co_->readable.notify_all_here();
-        } while (again_);
-        advancing_ = false;
-        // What the pass's callbacks sent goes out now, in one write with whatever else is queued: no post, and
-        // the send state goes back to the loop before the next session's pass takes one.
-        if (std::exchange(flush_wanted_, false)) flush();
-    }
+    WEIR_DECL void advance();
 
-    void step() {
-        if (ended_ || wait_pending_) return;
-        if (aborted_ || peer_gone_) return end_session();
-        if (reading_frames_) return read_frames();
-        if (!close_sent_) return; // written() comes back here once our close is out
-        if (!shutdown_sent_) {
-            shutdown_sent_ = true;
-            stream_.shutdown_send();
-        }
-        drain();
-    }
+    WEIR_DECL void step();
 
     // One read and what it brings: into the event loop's buffer, copied out only when a full inbox leaves part
     // of it unread; a large frame's payload straight into its message.
-    void read_frames() {
-        if (more_ && more_->in_pos < more_->in.size()) {
-            // Bytes kept from before: the handshake's leftover, or what a full inbox left unread.
-            std::string& in = more_->in;
-            more_->in_pos += dispatch(in.data() + more_->in_pos, in.size() - more_->in_pos);
-            if (more_->in_pos < in.size() && reading_frames_ && !aborted_) {
-                paused_ = true; // read() resumes
-                return;
-            }
-            std::string().swap(in);
-            more_->in_pos = 0;
-            again_ = true;
-            return;
-        }
-        if (!reading_frames_ || aborted_) {
-            again_ = true;
-            return;
-        }
-        // A handler that does not keep up stops the reading; TCP then slows the peer down.
-        if (inbox_full() && !close_queued_) {
-            paused_ = true;
-            return;
-        }
-        // The last read did not fill its buffer, so the socket is most likely empty: wait instead of asking the
-        // kernel once more to hear "would block" (the wait still completes at once if bytes came meanwhile).
-        if (drained_) {
-            drained_ = false;
-            return wait_readable();
-        }
-        if (busy()) return;
-        asio::error_code ec;
-        if (reader_.direct_payload_left() >= direct_threshold) {
-            // A large frame: its payload is read straight into the message. The window grows while reads fill
-            // it (the message is zero-filled ahead of each read: no more than twice what arrives).
-            auto [dst, room] = reader_.direct_window(direct_window_);
-            std::size_t n = stream_.read_some(asio::buffer(dst, room), ec);
-            detail::ws_event event;
-            reader_.commit_direct(ec ? 0 : n, event);
-            if (ec == asio::error::would_block) return wait_readable();
-            again_ = true;
-            if (ec) return peer_gone();
-            heard();
-            drained_ = n < room;
-            direct_window_ = std::clamp(n * 2, direct_threshold * 4, direct_limit);
-            if (event.kind != detail::ws_event::none) on_event(event);
-            return;
-        }
-        auto buffer = loop_.receive_buffer();
-        std::size_t n = stream_.read_some(asio::buffer(buffer.data(), buffer.size()), ec);
-        if (ec == asio::error::would_block) return wait_readable();
-        again_ = true;
-        if (ec) return peer_gone();
-        heard();
-        drained_ = n < buffer.size();
-        std::size_t used = dispatch(buffer.data(), n);
-        // The loop's buffer is the next reader's: keep what the inbox had no room for.
-        if (used < n && reading_frames_ && !aborted_) more().in.assign(buffer.data() + used, n - used);
-    }
+    WEIR_DECL void read_frames();
 
     // Feeds bytes to the frame reader and acts on what it finds, until they are used up, reading stops, or
     // the inbox is full. Returns how many it used. Once we are closing nothing waits: what does not fit is
     // dropped.
-    std::size_t dispatch(char* data, std::size_t size) {
-        std::size_t used = 0;
-        while (used < size && reading_frames_ && !aborted_ && !(inbox_full() && !close_queued_)) {
-            detail::ws_event event;
-            used += reader_.feed(data + used, size - used, event);
-            if (event.kind != detail::ws_event::none) on_event(event);
-        }
-        return used;
-    }
+    WEIR_DECL std::size_t dispatch(char* data, std::size_t size);
 
     // After our close went out: what the peer still sends is read and dropped until it closes too.
-    void drain() {
-        while (!busy()) {
-            auto buffer = loop_.receive_buffer();
-            asio::error_code ec;
-            stream_.read_some(asio::buffer(buffer.data(), buffer.size()), ec);
-            if (ec == asio::error::would_block) return wait_readable();
-            if (ec) {
-                peer_gone_ = true; // the peer's FIN (or reset): the closing handshake is over
-                again_ = true;
-                return;
-            }
-        }
-    }
+    WEIR_DECL void drain();
 
-    void wait_readable() {
-        reads_without_wait_ = 0;
-        wait_pending_ = true;
-        stream_.async_wait_readable([self = shared_from_this()](asio::error_code ec) {
-            self->wait_pending_ = false;
-            if (ec && !self->aborted_ && !self->ended_) {
-                if (self->reading_frames_) self->peer_gone();
-                else self->peer_gone_ = true;
-            }
-            self->advance();
-        });
-    }
+    WEIR_DECL void wait_readable();
 
     // A peer that keeps the socket readable (a ping flood) would let non-blocking reads run on without ever
     // returning to the event loop, starving every other connection on this thread: after a run of reads that
     // found bytes at once, go to the back of the loop's queue. True if it did.
-    bool busy() {
-        if (++reads_without_wait_ < max_reads_without_wait) return false;
-        reads_without_wait_ = 0;
-        wait_pending_ = true;
-        asio::post(stream_.get_executor(), [self = shared_from_this()] {
-            self->wait_pending_ = false;
-            self->advance();
-        });
-        return true;
-    }
+    WEIR_DECL bool busy();
 
     // Reading was paused by a full inbox: go on if there is room now.
-    void resume_reading() {
-        if (!paused_) return;
-        paused_ = false;
-        advance();
-    }
+    WEIR_DECL void resume_reading();
 
     // The session will read and write no more; its handler gets close_timeout to return, then is cancelled.
-    void end_session() {
-        ended_ = true;
-        finish();
-        if (!handler_running_) return complete();
-        phase_deadline_.arm(loop_.deadlines(), limits_->close_timeout);
-    }
+    WEIR_DECL void end_session();
 
-    void complete() {
-        if (completed_) return;
-        completed_ = true;
-        phase_deadline_.cancel();
-        auto self = shared_from_this();
-        if (auto done = std::move(done_)) done(more_ ? more_->handler_error : nullptr);
-    }
+    WEIR_DECL void complete();
 
     // Full once it holds inbox_limit messages or inbox_bytes bytes; a message of any size fits an empty one.
     bool inbox_full() const noexcept {
@@ -568,165 +355,34 @@ private:
 
     // The peer said something: its idle and ping deadlines start again (not while closing: then only the
     // close deadline counts).
-    void heard() {
-        if (close_queued_ || finished_) return;
-        if (writing_) heard_while_writing_ = true; // the write deadline stands
-        else if (limits_->idle_timeout.count() > 0) timeout_deadline_.arm(loop_.deadlines(), limits_->idle_timeout);
-        if (limits_->ping_interval.count() > 0) phase_deadline_.arm(loop_.deadlines(), limits_->ping_interval);
-    }
+    WEIR_DECL void heard();
 
-    void on_event(const detail::ws_event& event) {
-        switch (event.kind) {
-        case detail::ws_event::none: break;
-        case detail::ws_event::message: {
-            websocket_message m{reader_.take_message(), event.binary};
-            if (callbacks_) {
-                if (callbacks_->on_message) call_back([&] { callbacks_->on_message(*this, std::move(m)); });
-                break;
-            }
-            // After the handler returned, or while closing with a full inbox, nobody will read it.
-            if (!handler_running_ || (close_queued_ && inbox_full())) break;
-            co_->inbox_bytes += m.data.size();
-            co_->inbox.push_back(std::move(m));
-            if (advancing_) wake_reader_ = true; // at the end of the pass
-            else co_->readable.notify_all();
-            break;
-        }
-        case detail::ws_event::ping: {
-            if (close_queued_) break;
-            // A pong goes out at once if the socket takes it. At most one waits: a newer ping's payload
-            // replaces the unsent one (RFC 6455 5.5.3 allows answering only the latest), so a peer that pings
-            // and never reads costs at most 125 bytes here and meets the write deadline.
-            auto& control = sending().control;
-            auto it = std::find_if(control.begin(), control.end(),
-                                   [](const outgoing& o) { return o.opcode == detail::ws_pong; });
-            if (it != control.end()) it->payload.owned_.assign(event.payload);
-            else control.push_back({detail::ws_pong, std::string(event.payload)});
-            if (!writing_) flush();
-            break;
-        }
-        case detail::ws_event::pong: break; // the peer is alive: heard() already noted it
-        case detail::ws_event::close:
-            if (!close_queued_) {
-                more().status = {static_cast<close_code>(event.code), std::string(event.payload), true};
-                // Answer with the peer's code (none if it sent none); what was still queued is dropped.
-                queue_close(event.code == 1005 ? 0 : event.code, {}, true);
-            }
-            stop_reading();
-            break;
-        case detail::ws_event::fail:
-            if (!close_queued_) {
-                more().status = {static_cast<close_code>(event.code), std::string(event.why), false};
-                queue_close(event.code, event.why, true);
-            }
-            stop_reading();
-            break;
-        }
-    }
+    WEIR_DECL void on_event(const detail::ws_event& event);
 
-    void peer_gone() {
-        peer_gone_ = true;
-        if (!close_queued_) more().status = {close_code::abnormal_closure, {}, true};
-        stop_reading();
-    }
+    WEIR_DECL void peer_gone();
 
     // No more messages will come: read() returns what is in the inbox, then nothing; callbacks get on_close.
-    void stop_reading() {
-        reading_frames_ = false;
-        read_done_ = true;
-        if (co_) co_->readable.notify_all();
-        if (auto callbacks = std::move(callbacks_); callbacks && callbacks->on_close)
-            call_back([&] { callbacks->on_close(*this, close_status()); });
-    }
+    WEIR_DECL void stop_reading();
     // ---- closing -------------------------------------------------------------------------------------
 
-    void begin_close(close_code code, std::string_view reason) {
-        if (close_queued_ || finished_) return;
-        unsigned c = static_cast<unsigned>(code);
-        if (c == 1005) c = 0;
-        else if (!detail::ws_close_code_allowed(c)) c = 1011;
-        more().status = {static_cast<close_code>(c == 0 ? 1005 : c), std::string(reason), false};
-        queue_close(static_cast<unsigned short>(c), reason, false);
-    }
+    WEIR_DECL void begin_close(close_code code, std::string_view reason);
 
     // Queues our close frame (code 0: none). `urgent` drops queued messages so the close goes out now.
-    void queue_close(unsigned short code, std::string_view reason, bool urgent) {
-        if (close_queued_ || finished_) return;
-        close_queued_ = true;
-        if (urgent) drop_queued();
-        std::string payload;
-        if (code != 0) {
-            payload.push_back(static_cast<char>(code >> 8));
-            payload.push_back(static_cast<char>(code & 0xff));
-            if (reason.size() > 123) {
-                std::size_t cut = 123;
-                while (cut > 0 && (static_cast<unsigned char>(reason[cut]) & 0xC0) == 0x80) --cut;
-                reason = reason.substr(0, cut);
-            }
-            if (detail::is_valid_utf8(reason)) payload.append(reason);
-        }
-        sending().outbox.push_back({detail::ws_close, std::move(payload)});
-        if (!writing_) timeout_deadline_.cancel(); // a waiting write keeps its deadline
-        phase_deadline_.arm(loop_.deadlines(), limits_->close_timeout);
-        if (co_) co_->room.notify_all(); // waiting senders give up: the session is closing
-        schedule_flush();
-        resume_reading(); // a reader paused by a full inbox reads on, to see the peer's close
-    }
+    WEIR_DECL void queue_close(unsigned short code, std::string_view reason, bool urgent);
 
     // Forgets the messages not yet being written.
-    void drop_queued() noexcept {
-        if (!send_) return;
-        // The messages of a write under way stay: written() counts them out.
-        auto& outbox = send_->outbox;
-        std::size_t keep = send_->batch_messages;
-        for (auto it = outbox.begin() + static_cast<std::ptrdiff_t>(keep); it != outbox.end(); ++it) {
-            --queued_count_;
-            queued_bytes_ -= it->message_size();
-        }
-        if (keep == 0) return outbox.clear();
-        while (outbox.size() > keep) outbox.pop_back();
-    }
+    WEIR_DECL void drop_queued() noexcept;
 
     // Ends the session for good: nothing more is read or written.
-    void abort() {
-        if (aborted_ || finished_) return;
-        aborted_ = true;
-        stream_.cancel();
-        stop_reading();
-        advance();
-    }
+    WEIR_DECL void abort();
 
-    void finish() {
-        if (finished_) return;
-        finished_ = true;
-        read_done_ = true;
-        reading_frames_ = false;
-        link_ = nullptr;
-        stream_.cancel(); // a write still pending ends now
-        cancel_deadlines();
-        if (send_) send_->batch_messages = 0; // never written: dropped with the rest
-        drop_queued();
-        if (send_) send_->control.clear();
-        release_send_state();
-        if (more_) std::string().swap(more_->in);
-        unlink_senders();
-        if (co_) {
-            co_->readable.notify_all();
-            co_->room.notify_all();
-        }
-    }
+    WEIR_DECL void finish();
 
     // From now on every websocket_sender call is a no-op returning false.
-    void unlink_senders() noexcept {
-        if (!more_ || !more_->sender_link) return;
-        auto& link = *more_->sender_link;
-        std::lock_guard lock(link.mutex);
-        link.open = false;
-        link.executor = asio::any_io_executor();
-    }
+    WEIR_DECL void unlink_senders() noexcept;
 
     // Called on the executor when the server shuts down.
-    void going_away() { begin_close(close_code::going_away, "server shutting down"); }
+    WEIR_DECL void going_away();
 
     // ---- sending -------------------------------------------------------------------------------------
 
@@ -1058,52 +714,24 @@ private:
         phase_deadline_.cancel();
     }
 
-    void timeout_expired() {
-        if (writing_) write_expired();
-        else idle_expired();
-    }
+    WEIR_DECL void timeout_expired();
 
-    void phase_expired() {
-        if (ended_) grace_expired();
-        else if (close_queued_) close_expired();
-        else ping_due();
-    }
+    WEIR_DECL void phase_expired();
 
     // The peer sent nothing, not even a pong, for idle_timeout.
-    void idle_expired() {
-        if (close_queued_ || finished_) return;
-        more().status = {close_code::abnormal_closure, "peer silent", false};
-        abort();
-    }
+    WEIR_DECL void idle_expired();
 
     // Quiet for ping_interval: ping (one at most waits), and again after another interval of quiet.
-    void ping_due() {
-        if (close_queued_ || finished_) return;
-        // A quiet session keeps no buffer for the next message, nor the memory of its last burst.
-        reader_.drop_spare();
-        if (co_ && co_->inbox.empty()) co_->inbox.release();
-        auto& control = sending().control;
-        bool waiting = std::any_of(control.begin(), control.end(),
-                                   [](const outgoing& o) { return o.opcode == detail::ws_ping; });
-        if (!waiting) control.push_back({detail::ws_ping, std::string()});
-        schedule_flush();
-        phase_deadline_.arm(loop_.deadlines(), limits_->ping_interval);
-    }
+    WEIR_DECL void ping_due();
 
     // The closing handshake took too long.
-    void close_expired() { abort(); }
+    WEIR_DECL void close_expired();
 
     // A write waited idle_timeout for the peer to read.
-    void write_expired() {
-        if (!writing_ || finished_) return;
-        if (!close_queued_) more().status = {close_code::abnormal_closure, "peer stopped reading", false};
-        abort();
-    }
+    WEIR_DECL void write_expired();
 
     // The handler's grace after the session ended: run() looks at the deadline when woken.
-    void grace_expired() {
-        if (handler_running_) co_->cancel.emit(asio::cancellation_type::terminal);
-    }
+    WEIR_DECL void grace_expired();
 
     // ---- state ---------------------------------------------------------------------------------------
 
@@ -1182,38 +810,8 @@ private:
     bool room_wanted_ = false; // a coroutine's send() waits for room in the send queue
 };
 
-inline bool websocket_sender::post(std::uint8_t opcode, websocket_payload payload) {
-    std::size_t size = payload.size();
-    std::lock_guard lock(link_->mutex);
-    if (!link_->open || link_->closing) return false;
-    if (link_->posted_bytes > 0 && link_->posted_bytes + size > link_->budget) {
-        // Messages pile up faster than the session's thread takes them: the same policy as a full queue.
-        if (link_->on_full == websocket_full_queue_policy::drop_message) return false;
-        link_->closing = true;
-        asio::post(link_->executor, [l = link_] {
-            if (auto conn = l->session.lock()) conn->fail_send_queue();
-        });
-        return false;
-    }
-    link_->posted_bytes += size;
-    asio::post(link_->executor, [l = link_, opcode, size, payload = std::move(payload)]() mutable {
-        {
-            std::lock_guard lock(l->mutex);
-            l->posted_bytes -= size;
-        }
-        if (auto conn = l->session.lock()) conn->enqueue_from_elsewhere(opcode, std::move(payload));
-    });
-    return true;
-}
-
-inline bool websocket_sender::close(close_code code, std::string reason) {
-    std::lock_guard lock(link_->mutex);
-    if (!link_->open) return false;
-    link_->closing = true;
-    asio::post(link_->executor, [l = link_, code, reason = std::move(reason)] {
-        if (auto conn = l->session.lock()) conn->begin_close(code, reason);
-    });
-    return true;
-}
-
 } // namespace weir
+
+#if !defined(WEIR_SEPARATE_COMPILATION)
+#include <weir/impl/websocket_connection.ipp>
+#endif

@@ -2,6 +2,7 @@
 
 #include <weir/detail/base64.hpp>
 #include <weir/detail/chars.hpp>
+#include <weir/detail/config.hpp>
 #include <weir/detail/sha1.hpp>
 #include <weir/detail/websocket_deflate_negotiation.hpp>
 #include <weir/http/request.hpp>
@@ -16,12 +17,7 @@
 namespace weir {
 
 /// The Sec-WebSocket-Accept value for a Sec-WebSocket-Key (RFC 6455 section 4.2.2).
-inline std::string websocket_accept_key(std::string_view key) {
-    std::string input(key);
-    input += "258EAFA5-E914-47DA-95CA-C5AB0DC85B11";
-    auto digest = detail::sha1(input);
-    return detail::base64_encode(digest.data(), digest.size());
-}
+WEIR_DECL std::string websocket_accept_key(std::string_view key);
 
 /// True if the request's Origin may open a WebSocket: no Origin (not a browser), a listed origin (exact,
 /// case-insensitive: "https://app.example.com"), or the server's own (http:// or https:// followed by the
@@ -135,3 +131,7 @@ std::optional<websocket_handshake> check_websocket_handshake(const Request& req,
 }
 
 } // namespace weir
+
+#if !defined(WEIR_SEPARATE_COMPILATION)
+#include <weir/impl/websocket_handshake.ipp>
+#endif
