@@ -97,8 +97,9 @@ struct sse_client {
 };
 
 // Opens an SSE subscription on `io` (its loop) and returns its client end.
-sse_client open_sse(asio::io_context& io, weir::pending<weir::sse> p) {
-    auto sockets = std::make_shared<socket_pair>(io);
+sse_client open_sse(asio::io_context& io, weir::pending<weir::sse> p,
+                    std::shared_ptr<socket_pair> sockets = nullptr) {
+    if (!sockets) sockets = std::make_shared<socket_pair>(io);
     asio::co_spawn(io, run_sse(sockets, std::move(p)), asio::detached);
     return sse_client{sockets, {}};
 }
@@ -605,6 +606,85 @@ TEST_CASE("a pass larger than the send queue's bounds meets the slow-consumer po
     counted.read_for(100ms, pump);
     CHECK(counted.messages == std::vector<std::string>{"c0", "c1", "c2"});
     end_sessions(io, t, {&ws, &counted});
+}
+
+TEST_CASE("an SSE subscriber whose socket takes only part of a pass's events gets the rest after it, whole and "
+          "in order, with the passes that follow") {
+    asio::io_context io;
+    weir::topics t;
+    // Every write takes at most 1,000 bytes: each pass's one write (straight from the events' bytes) is cut
+    // short, and what it did not write waits in the stream's queue, ahead of the next passes' events.
+    auto layer = std::make_unique<trickle_layer>(1000);
+    auto& trickle = *layer;
+    auto sockets = std::make_shared<socket_pair>(io, std::move(layer));
+    trickle.fd = sockets->server.lowest_layer().native_handle();
+    auto sse = open_sse(io, t.subscribe(fake_request{}, {"a"}), sockets);
+    run_until(io, [&] { return t.subscriber_count() == 1; });
+    auto pump = [&] { io.restart(); io.run_for(1ms); };
+    std::vector<std::string> published;
+    for (int pass = 0; pass < 10; ++pass) {
+        for (int k = 0; k < 1 + pass; ++k) { // one alone first, then runs of several
+            published.push_back(std::to_string(published.size()) + " " + std::string(700 + 10 * k, 'x'));
+            t.publish("a", published.back());
+        }
+        // The pass, and (on every other pass) the rest written before the next: so passes find the stream both
+        // idle and still writing.
+        if (pass % 2 == 0) sse.read_for(30ms, pump);
+        else pump();
+    }
+    for (int i = 0; i < 100 && sse.events().size() < published.size(); ++i) sse.read_for(20ms, pump);
+    CHECK(trickle.partial_writes >= 5);
+    auto events = sse.events();
+    REQUIRE(events.size() == published.size());
+    for (std::size_t i = 0; i < events.size(); ++i) CHECK(events[i].data == published[i]);
+    // And a pass after the queue has drained is written at once again.
+    t.publish("a", "after");
+    sse.read_for(50ms, pump);
+    CHECK(sse.events().back().data == "after");
+    CHECK(t.subscriber_count() == 1);
+}
+
+TEST_CASE("a pass larger than an SSE stream's queue bounds meets its slow-consumer policy even when its socket "
+          "could take it all") {
+    // The queue's bounds count a pass's events as they are handed to an idle stream, as they did when every
+    // event was queued before the write.
+    asio::io_context io;
+    auto pump = [&] { io.restart(); io.run_for(1ms); };
+    std::vector<std::string> published;
+    for (int i = 0; i < 20; ++i) published.push_back(std::to_string(i) + std::string(999, 'x'));
+    for (auto policy : {weir::slow_consumer_policy::disconnect, weir::slow_consumer_policy::drop_oldest}) {
+        weir::sse_options stream;
+        stream.queue_bytes = 4096;
+        stream.on_full = policy;
+        weir::topics t(weir::topics_options{.history = {.events = 0}, .stream = stream});
+        auto sse = open_sse(io, t.subscribe(fake_request{}, {"a"}));
+        run_until(io, [&] { return t.subscriber_count() == 1; });
+        for (auto& p : published) t.publish("a", p); // one pass of 20 events of about 1 KB
+        sse.read_for(100ms, pump);
+        auto events = sse.events();
+        if (policy == weir::slow_consumer_policy::disconnect) {
+            CHECK(events.empty()); // closed when the fifth did not fit, before anything was written
+            CHECK(t.subscriber_count() == 0);
+        } else {
+            // The oldest made room for the newest: the last four fit 4 KiB.
+            REQUIRE(events.size() == 4);
+            for (std::size_t i = 0; i < 4; ++i) CHECK(events[i].data == published[16 + i]);
+            CHECK(t.subscriber_count() == 1);
+        }
+    }
+    // The queue's event count bounds a pass the same way.
+    weir::sse_options stream;
+    stream.queue_capacity = 3;
+    stream.on_full = weir::slow_consumer_policy::drop_oldest;
+    weir::topics t(weir::topics_options{.history = {.events = 0}, .stream = stream});
+    auto counted = open_sse(io, t.subscribe(fake_request{}, {"a"}));
+    run_until(io, [&] { return t.subscriber_count() == 1; });
+    for (int i = 0; i < 10; ++i) t.publish("a", "c" + std::to_string(i));
+    counted.read_for(100ms, pump);
+    auto events = counted.events();
+    REQUIRE(events.size() == 3);
+    CHECK(events[0].data == "c7");
+    CHECK(events[2].data == "c9");
 }
 
 TEST_CASE("publishers on four threads reach SSE and WebSocket subscribers on four loops: every event once, in "

@@ -8,10 +8,14 @@
 #include <weir/detail/config.hpp>
 #include <weir/detail/topic_fanout.hpp>
 
+#include <asio/buffer.hpp>
+
+#include <array>
 #include <charconv>
 #include <cstdint>
 #include <memory>
 #include <optional>
+#include <span>
 #include <string>
 #include <utility>
 #include <vector>
@@ -28,6 +32,7 @@ public:
     sse_topic_subscription(std::shared_ptr<topic_fanout> fanout, sse_channel& channel)
         : fanout_(std::move(fanout)), channel_(channel) {
         hot_ = channel.hot_objects();
+        writes_runs_ = true;
     }
     sse_topic_subscription(const sse_topic_subscription&) = delete;
     sse_topic_subscription& operator=(const sse_topic_subscription&) = delete;
@@ -40,6 +45,46 @@ public:
 
     void queue(const topic_event& e) override { channel_.push(e.sse, false); }
     void flush() override { channel_.flush(); }
+
+    // A stream with nothing waiting to be written takes a pass's events straight from their shared bytes, in
+    // one write (the transport copies a few small ones into one buffer): no queue taken from the loop, none
+    // given back. Only what the socket does not take is queued, as it would have been. The run must fit the
+    // queue's bounds as a whole, so that queueing the rest never meets the slow-consumer policy for bytes
+    // already (partly) written.
+    bool write_run(const loop_group::waiting_event* first, const loop_group::waiting_event* last,
+                   std::uint64_t live_after) override {
+        if (!channel_.writes_unqueued()) return false;
+        // The live events: counted and checked first, laid out only if there are several (one at a time, the
+        // usual case, lays out no list of buffers).
+        const std::string* single = nullptr;
+        std::size_t count = 0, total = 0;
+        for (auto it = first; it != last; ++it) {
+            const topic_event& e = *it->event;
+            if (e.id <= live_after) continue;
+            single = e.sse.get();
+            total += single->size();
+            if (!channel_.fits_run(++count, total)) return false; // left to queue() and its policy
+        }
+        if (count == 0) return true;
+        std::size_t n = 0;
+        if (count == 1) {
+            asio::const_buffer one = asio::buffer(*single);
+            n = channel_.write_unqueued(std::span<const asio::const_buffer>(&one, 1), total);
+        } else {
+            std::array<asio::const_buffer, 32> buffers; // a run has at most 32 events; a longer one is queued
+            if (count > buffers.size()) return false;
+            std::size_t at = 0;
+            for (auto it = first; it != last; ++it)
+                if (it->event->id > live_after) buffers[at++] = asio::buffer(*it->event->sse);
+            n = channel_.write_unqueued(std::span<const asio::const_buffer>(buffers.data(), count), total);
+        }
+        if (n == 0) return false; // nothing went: queued and flushed as usual
+        if (n == total) return true;
+        for (auto it = first; it != last; ++it)
+            if (it->event->id > live_after) channel_.push(it->event->sse, false);
+        channel_.unqueued_partly_written(n);
+        return true;
+    }
 
     // The event a stream gets first when its resume cannot be complete (no id: the client's last id stays).
     static const std::shared_ptr<const std::string>& reset_event() {

@@ -149,6 +149,39 @@ public:
         return !closed_;
     }
 
+    // Whether `count` events of `total` bytes would all fit an empty queue (fits() for each in turn).
+    bool fits_run(std::size_t count, std::size_t total) const noexcept {
+        return count <= std::min(options_->queue_capacity, max_queued) &&
+               (count <= 1 || total <= options_->queue_bytes);
+    }
+
+    // For a topics delivery pass: nothing waits to be written, so the pass may write its events straight from
+    // their shared bytes (write_unqueued) instead of queueing them.
+    bool writes_unqueued() const noexcept {
+        return !closed_ && !ending_ && connection_ && !waiting_writable_ && queued() == 0;
+    }
+
+    // Writes `total` bytes that were not queued, in one write; returns what the socket took (0 if nothing, or
+    // on an error, which the queued path that follows then meets). A write taken whole restarts the heartbeat,
+    // as flush() does when it empties the queue.
+    std::size_t write_unqueued(std::span<const asio::const_buffer> buffers, std::size_t total) {
+        asio::error_code ec;
+        std::size_t n = connection_->transport().write_some(buffers, ec);
+        if (ec) return 0;
+        if (n == total) {
+            connection_->count_written(n);
+            arm_heartbeat();
+        }
+        return n;
+    }
+
+    // After write_unqueued() took `n` bytes of events the caller has queued since (push(..., false)): those
+    // bytes are written; the rest goes as the socket drains, under the write deadline.
+    void unqueued_partly_written(std::size_t n) {
+        consume(n);
+        flush();
+    }
+
     // Writes what the socket takes now; waits for writability (callback) only if it is full.
     void flush() {
         if (closed_ || !connection_ || waiting_writable_) return;
