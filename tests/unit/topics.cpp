@@ -543,6 +543,15 @@ struct trickle_layer final : weir::detail::secure_layer {
     bool answered_plain_http() const noexcept override { return false; }
 };
 
+// A socket pair whose server end writes through a trickle_layer of `limit` bytes a write; `layer` is set to it.
+std::shared_ptr<socket_pair> trickling_pair(asio::io_context& io, std::size_t limit, trickle_layer*& layer) {
+    auto owned = std::make_unique<trickle_layer>(limit);
+    layer = owned.get();
+    auto sockets = std::make_shared<socket_pair>(io, std::move(owned));
+    layer->fd = sockets->server.lowest_layer().native_handle();
+    return sockets;
+}
+
 } // namespace
 
 TEST_CASE("a WebSocket subscriber whose socket takes only part of a pass's frames gets the rest after it, whole "
@@ -551,10 +560,8 @@ TEST_CASE("a WebSocket subscriber whose socket takes only part of a pass's frame
     weir::topics t;
     // Every write takes at most 1,000 bytes: each pass's one write (straight from the events' frames) is cut
     // short, and what it did not write waits in the send queue, ahead of the next passes' events.
-    auto layer = std::make_unique<trickle_layer>(1000);
-    auto& trickle = *layer;
-    auto sockets = std::make_shared<socket_pair>(io, std::move(layer));
-    trickle.fd = sockets->server.lowest_layer().native_handle();
+    trickle_layer* trickle = nullptr;
+    auto sockets = trickling_pair(io, 1000, trickle);
     auto ws = open_ws(io, member_of(t, {"a"}), {}, sockets);
     run_until(io, [&] { return t.subscriber_count() == 1; });
     auto pump = [&] { io.restart(); io.run_for(1ms); };
@@ -571,7 +578,7 @@ TEST_CASE("a WebSocket subscriber whose socket takes only part of a pass's frame
     }
     CHECK(t.subscriber_count() == 1);
     for (int i = 0; i < 100 && ws.messages.size() < published.size(); ++i) ws.read_for(20ms, pump);
-    CHECK(trickle.partial_writes >= 5);
+    CHECK(trickle->partial_writes >= 5);
     CHECK(ws.messages == published);
     CHECK(ws.pending.empty());
     // And a pass after the queue has drained is written at once again.
@@ -614,10 +621,8 @@ TEST_CASE("an SSE subscriber whose socket takes only part of a pass's events get
     weir::topics t;
     // Every write takes at most 1,000 bytes: each pass's one write (straight from the events' bytes) is cut
     // short, and what it did not write waits in the stream's queue, ahead of the next passes' events.
-    auto layer = std::make_unique<trickle_layer>(1000);
-    auto& trickle = *layer;
-    auto sockets = std::make_shared<socket_pair>(io, std::move(layer));
-    trickle.fd = sockets->server.lowest_layer().native_handle();
+    trickle_layer* trickle = nullptr;
+    auto sockets = trickling_pair(io, 1000, trickle);
     auto sse = open_sse(io, t.subscribe(fake_request{}, {"a"}), sockets);
     run_until(io, [&] { return t.subscriber_count() == 1; });
     auto pump = [&] { io.restart(); io.run_for(1ms); };
@@ -633,7 +638,7 @@ TEST_CASE("an SSE subscriber whose socket takes only part of a pass's events get
         else pump();
     }
     for (int i = 0; i < 100 && sse.events().size() < published.size(); ++i) sse.read_for(20ms, pump);
-    CHECK(trickle.partial_writes >= 5);
+    CHECK(trickle->partial_writes >= 5);
     auto events = sse.events();
     REQUIRE(events.size() == published.size());
     for (std::size_t i = 0; i < events.size(); ++i) CHECK(events[i].data == published[i]);
