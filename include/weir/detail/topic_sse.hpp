@@ -61,9 +61,10 @@ public:
         for (auto it = first; it != last; ++it) {
             const topic_event& e = *it->event;
             if (e.id <= live_after) continue;
+            if (!channel_.fits_behind(count, total, e.sse->size())) return false; // left to queue() and its policy
             single = e.sse.get();
             total += single->size();
-            if (!channel_.fits_run(++count, total)) return false; // left to queue() and its policy
+            ++count;
         }
         if (count == 0) return true;
         std::size_t n = 0;

@@ -70,7 +70,6 @@ public:
     bool write_run(const loop_group::waiting_event* first, const loop_group::waiting_event* last,
                    std::uint64_t live_after) override {
         if (closing_ || backlog_events() > 0 || !session_->writes_unqueued()) return false;
-        const auto& limits = *session_->limits_;
         // Several frames are copied into one buffer as they are checked (what transport::write_some would do
         // with them), one goes from where it is; a run too large for the buffer is written as it is, gathered.
         std::array<char, transport::small_gather> gathered;
@@ -81,7 +80,7 @@ public:
             if (e.id <= live_after) continue;
             // The queue would be full when this one came (queue_full()): left to queue() and its policy.
             if (!e.websocket_frame || count == websocket_connection::batch_limit ||
-                count >= limits.send_queue_capacity || bytes >= limits.send_queue_bytes)
+                session_->queue_full_with(count, bytes))
                 return false;
             const std::string* next = e.websocket_frame.get();
             if (count > 0 && total + next->size() <= gathered.size()) {

@@ -113,9 +113,12 @@ public:
     std::size_t pending_bytes() const noexcept { return pending_bytes_; }
 
     // Whether n more bytes fit: the event count and the byte budget (an event alone always fits).
-    bool fits(std::size_t n) const noexcept {
-        return queued() < std::min(options_->queue_capacity, max_queued) &&
-               (pending_bytes_ == 0 || pending_bytes_ + n <= options_->queue_bytes);
+    bool fits(std::size_t n) const noexcept { return fits_behind(queued(), pending_bytes_, n); }
+    // Whether n more bytes would fit behind `events` queued events of `bytes` bytes: fits() for a queue in that
+    // state (a delivery pass checks a run it writes unqueued event by event, as pushing it would).
+    bool fits_behind(std::size_t events, std::size_t bytes, std::size_t n) const noexcept {
+        return events < std::min(options_->queue_capacity, max_queued) &&
+               (bytes == 0 || bytes + n <= options_->queue_bytes);
     }
 
     // At most half the queue's bounds are used.
@@ -147,12 +150,6 @@ public:
         queue_.push_back(std::move(b));
         if (write_now) flush();
         return !closed_;
-    }
-
-    // Whether `count` events of `total` bytes would all fit an empty queue (fits() for each in turn).
-    bool fits_run(std::size_t count, std::size_t total) const noexcept {
-        return count <= std::min(options_->queue_capacity, max_queued) &&
-               (count <= 1 || total <= options_->queue_bytes);
     }
 
     // For a topics delivery pass: nothing waits to be written, so the pass may write its events straight from

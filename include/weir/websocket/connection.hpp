@@ -394,8 +394,10 @@ private:
         co_return enqueue(opcode, std::move(payload));
     }
 
-    bool queue_full() const noexcept {
-        return queued_count_ >= limits_->send_queue_capacity || queued_bytes_ >= limits_->send_queue_bytes;
+    bool queue_full() const noexcept { return queue_full_with(queued_count_, queued_bytes_); }
+    // Whether a send queue holding `count` messages of `bytes` bytes is full (queue_full() in that state).
+    bool queue_full_with(std::size_t count, std::size_t bytes) const noexcept {
+        return count >= limits_->send_queue_capacity || bytes >= limits_->send_queue_bytes;
     }
 
     // For a topics delivery pass: queues without scheduling a flush; the pass calls flush_in_pass() once it has
