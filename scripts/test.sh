@@ -6,6 +6,8 @@
 #              compile-fail tests run;
 #   asan       GCC with AddressSanitizer and UndefinedBehaviorSanitizer: unit and integration tests;
 #   tsan       GCC with ThreadSanitizer: unit tests and the multi-threaded integration tests;
+#              (the sanitizer phases leave out what only checks how weir compiles, WEIR_BUILD_LAYOUT_TESTS:
+#              each header alone, separate compilation, header-only components; gcc and clang build those)
 #   consumers  every way a project brings weir in (tests/consumers/run.sh);
 #   fuzz       each libFuzzer target for a bounded time (WEIR_FUZZ_SECONDS, default 30; 0 skips).
 # Ends with one line "N passed, M failed" counted over the CTest runs and the other checks; exits non-zero if
@@ -97,7 +99,8 @@ phase_clang() {
 }
 
 phase_asan() {
-  if build build-ci/asan -DCMAKE_BUILD_TYPE=Debug -DCMAKE_CXX_COMPILER=g++ -DWEIR_SANITIZE=address,undefined; then
+  if build build-ci/asan -DCMAKE_BUILD_TYPE=Debug -DCMAKE_CXX_COMPILER=g++ -DWEIR_SANITIZE=address,undefined \
+    -DWEIR_BUILD_LAYOUT_TESTS=OFF -DWEIR_WITH_SEPARATE=OFF; then
     ASAN_OPTIONS=detect_leaks=1:abort_on_error=1:strict_string_checks=1 \
     UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 \
       run_ctest build-ci/asan "$log_dir/asan-ctest.log" -R "^(unit|integration):" --timeout 600
@@ -107,7 +110,8 @@ phase_asan() {
 }
 
 phase_tsan() {
-  if build build-ci/tsan -DCMAKE_BUILD_TYPE=RelWithDebInfo -DCMAKE_CXX_COMPILER=g++ -DWEIR_SANITIZE=thread; then
+  if build build-ci/tsan -DCMAKE_BUILD_TYPE=RelWithDebInfo -DCMAKE_CXX_COMPILER=g++ -DWEIR_SANITIZE=thread \
+    -DWEIR_BUILD_LAYOUT_TESTS=OFF -DWEIR_WITH_SEPARATE=OFF; then
     TSAN_OPTIONS=halt_on_error=1:second_deadlock_stack=1 \
       run_ctest build-ci/tsan "$log_dir/tsan-ctest.log" -R "^unit:|^integration: test_(threads|sse|chat|lean_core|tls|topics|redis_topics)$" \
       --timeout 600
