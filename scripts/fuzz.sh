@@ -10,6 +10,9 @@ CXX=${CXX_FUZZ:-clang++-14} cmake -S . -B "$build" -G Ninja -DCMAKE_BUILD_TYPE=R
 cmake --build "$build" -j"$(nproc)" >/dev/null
 passed=0
 failed=0
+# One fuzzer per core at a time; their results are reported in order once all have run.
+names=()
+works=()
 for fuzzer in "$build"/tests/fuzz/fuzz_*; do
   [ -x "$fuzzer" ] || continue
   name=$(basename "$fuzzer")
@@ -17,8 +20,23 @@ for fuzzer in "$build"/tests/fuzz/fuzz_*; do
   work=$(mktemp -d)
   mkdir -p "$corpus"
   echo "fuzzing $name for ${seconds}s"
-  if "$fuzzer" -max_total_time="$seconds" -max_len=8192 -timeout=10 -rss_limit_mb=2048 \
-       -artifact_prefix="$work/" "$work" "$corpus" >"$work/log" 2>&1; then
+  (
+    if "$fuzzer" -max_total_time="$seconds" -max_len=8192 -timeout=10 -rss_limit_mb=2048 \
+         -artifact_prefix="$work/" "$work" "$corpus" >"$work/log" 2>&1; then
+      echo 0 >"$work/rc"
+    else
+      echo 1 >"$work/rc"
+    fi
+  ) &
+  names+=("$name")
+  works+=("$work")
+  while [ "$(jobs -rp | wc -l)" -ge "$(nproc)" ]; do wait -n || true; done
+done
+wait
+for i in "${!names[@]}"; do
+  name=${names[$i]}
+  work=${works[$i]}
+  if [ "$(cat "$work/rc" 2>/dev/null)" = 0 ]; then
     echo "ok   $name: $(grep -E '^#[0-9]+.*(DONE|pulse)' "$work/log" | tail -1)"
     passed=$((passed + 1))
   else

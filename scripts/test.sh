@@ -4,10 +4,12 @@
 #              tests; builds bench/ too;
 #   clang      Clang 14, warnings as errors: everything builds (tests, examples, header checks); unit and
 #              compile-fail tests run;
-#   asan       GCC with AddressSanitizer and UndefinedBehaviorSanitizer: unit and integration tests;
-#   tsan       GCC with ThreadSanitizer: unit tests and the multi-threaded integration tests;
-#              (the sanitizer phases leave out what only checks how weir compiles, WEIR_BUILD_LAYOUT_TESTS:
-#              each header alone, separate compilation, header-only components; gcc and clang build those)
+#   asan       GCC with AddressSanitizer and UndefinedBehaviorSanitizer, warnings as errors: unit and
+#              integration tests;
+#   tsan       GCC with ThreadSanitizer, warnings as errors: unit tests and the multi-threaded integration
+#              tests;
+#              the two sanitizer phases leave out what only checks how weir compiles (WEIR_BUILD_LAYOUT_TESTS:
+#              each header alone, separate compilation, header-only components), which gcc and clang build;
 #   consumers  every way a project brings weir in (tests/consumers/run.sh);
 #   fuzz       each libFuzzer target for a bounded time (WEIR_FUZZ_SECONDS, default 30; 0 skips).
 # Ends with one line "N passed, M failed" counted over the CTest runs and the other checks; exits non-zero if
@@ -99,7 +101,7 @@ phase_clang() {
 }
 
 phase_asan() {
-  if build build-ci/asan -DCMAKE_BUILD_TYPE=Debug -DCMAKE_CXX_COMPILER=g++ -DWEIR_SANITIZE=address,undefined \
+  if build build-ci/asan -DCMAKE_BUILD_TYPE=Debug -DCMAKE_CXX_COMPILER=g++ -DWEIR_SANITIZE=address,undefined -DWEIR_WERROR=ON \
     -DWEIR_BUILD_LAYOUT_TESTS=OFF -DWEIR_WITH_SEPARATE=OFF; then
     ASAN_OPTIONS=detect_leaks=1:abort_on_error=1:strict_string_checks=1 \
     UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 \
@@ -110,7 +112,7 @@ phase_asan() {
 }
 
 phase_tsan() {
-  if build build-ci/tsan -DCMAKE_BUILD_TYPE=RelWithDebInfo -DCMAKE_CXX_COMPILER=g++ -DWEIR_SANITIZE=thread \
+  if build build-ci/tsan -DCMAKE_BUILD_TYPE=RelWithDebInfo -DCMAKE_CXX_COMPILER=g++ -DWEIR_SANITIZE=thread -DWEIR_WERROR=ON \
     -DWEIR_BUILD_LAYOUT_TESTS=OFF -DWEIR_WITH_SEPARATE=OFF; then
     TSAN_OPTIONS=halt_on_error=1:second_deadlock_stack=1 \
       run_ctest build-ci/tsan "$log_dir/tsan-ctest.log" -R "^unit:|^integration: test_(threads|sse|chat|lean_core|tls|topics|redis_topics)$" \
