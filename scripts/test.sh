@@ -100,9 +100,11 @@ phase_clang() {
   fi
 }
 
+# What both sanitizer phases build: warnings as errors, and not the checks of how weir compiles (nor libweir.a).
+sanitizer_build=(-DCMAKE_CXX_COMPILER=g++ -DWEIR_WERROR=ON -DWEIR_BUILD_LAYOUT_TESTS=OFF -DWEIR_WITH_SEPARATE=OFF)
+
 phase_asan() {
-  if build build-ci/asan -DCMAKE_BUILD_TYPE=Debug -DCMAKE_CXX_COMPILER=g++ -DWEIR_SANITIZE=address,undefined -DWEIR_WERROR=ON \
-    -DWEIR_BUILD_LAYOUT_TESTS=OFF -DWEIR_WITH_SEPARATE=OFF; then
+  if build build-ci/asan -DCMAKE_BUILD_TYPE=Debug -DWEIR_SANITIZE=address,undefined "${sanitizer_build[@]}"; then
     ASAN_OPTIONS=detect_leaks=1:abort_on_error=1:strict_string_checks=1 \
     UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 \
       run_ctest build-ci/asan "$log_dir/asan-ctest.log" -R "^(unit|integration):" --timeout 600
@@ -112,8 +114,7 @@ phase_asan() {
 }
 
 phase_tsan() {
-  if build build-ci/tsan -DCMAKE_BUILD_TYPE=RelWithDebInfo -DCMAKE_CXX_COMPILER=g++ -DWEIR_SANITIZE=thread -DWEIR_WERROR=ON \
-    -DWEIR_BUILD_LAYOUT_TESTS=OFF -DWEIR_WITH_SEPARATE=OFF; then
+  if build build-ci/tsan -DCMAKE_BUILD_TYPE=RelWithDebInfo -DWEIR_SANITIZE=thread "${sanitizer_build[@]}"; then
     TSAN_OPTIONS=halt_on_error=1:second_deadlock_stack=1 \
       run_ctest build-ci/tsan "$log_dir/tsan-ctest.log" -R "^unit:|^integration: test_(threads|sse|chat|lean_core|tls|topics|redis_topics)$" \
       --timeout 600
